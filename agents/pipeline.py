@@ -1,0 +1,291 @@
+"""The Faust agents: thin loops that decode, call the pure engine, write state and publish.
+
+`check_events` consumes the co-partitioned union of gateway events, consent records and the
+re-keying topic in batches. Each record is handled in partition order against a per-batch
+overlay of the tables, so a state change (an unsubscribe) applies to every later record of
+the batch; table writes are coalesced to one per key per batch and routed to the partition of
+the record that made them. `validate_reference` dead-letters invalid port and signature
+records once for the whole group; every worker's ReferenceLoader applies the valid ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+from smsmon.config.settings import Settings
+from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
+from smsmon.streams.canonical import MsisdnHasher, partition_for
+from smsmon.streams.codec import (
+    DecodeContext,
+    DecodeError,
+    consent_key,
+    dead_letter,
+    decode_event,
+    decode_model,
+    encode_alert,
+)
+from smsmon.streams.loader import ReferenceLoader, apply_reference
+from smsmon.streams.metrics import Metrics
+from smsmon.streams.models import Alert, ConsentRecord
+
+from .rules.consent import ConsentState, RecentSenders
+from .rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
+from .rules.reference import ReferenceBook
+
+log = logging.getLogger(__name__)
+
+ORIGIN_EVENTS = b"events"
+ORIGIN_CONSENT = b"consent"
+
+
+class TableState:
+    """`State` over the Faust tables through per-batch overlays."""
+
+    def __init__(self, consent_table: Any, recent_table: Any) -> None:
+        self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(consent_table.get)
+        self.recent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(recent_table.get)
+        self.writer: Any = None
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
+        raw = self.consent_overlay.get(f"{msisdn}|{enterprise}".encode())
+        return ConsentState.decode(raw) if raw else None
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None:
+        key = f"{msisdn}|{enterprise}".encode()
+        self.consent_overlay.set(key, state.encode() if state else None, self.writer)
+
+    def recent(self, msisdn: str) -> RecentSenders:
+        return RecentSenders.decode(self.recent_overlay.get(msisdn.encode()))
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
+        self.recent_overlay.set(msisdn.encode(), senders.encode(), self.writer)
+
+
+def _header(message: Any, name: str) -> bytes | None:
+    headers = message.headers or ()
+    items: Iterable[tuple[str, bytes]] = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v if isinstance(v, bytes) else str(v).encode()
+    return None
+
+
+class Pipeline:
+    """Owns the engine, the reference book and the agents of one worker."""
+
+    def __init__(self, settings: Settings, wiring: Wiring, metrics: Metrics) -> None:
+        self.settings = settings
+        self.w = wiring
+        self.metrics = metrics
+        self.book = ReferenceBook()
+        self.loader = ReferenceLoader(settings, self.book, on_change=self._book_changed)
+        self.engine = Engine(
+            self.book,
+            EngineConfig(
+                hasher=MsisdnHasher(settings.require_secret(), settings.msisdn_key_id),
+                recent_capacity=settings.recent_ports_per_msisdn,
+                recent_horizon_ms=int(settings.recent_horizon_days * 86_400_000),
+            ),
+        )
+        self.dedup = Deduper(settings.dedup_capacity)
+        self.state = TableState(wiring.consent, wiring.recent)
+        self._source = {
+            settings.topic_events: "events",
+            settings.topic_consent: "consent",
+            settings.topic_ports: "ports",
+            settings.topic_signatures: "signatures",
+            settings.rekey_topic: "rekey",
+        }
+
+    def register(self) -> None:
+        """Attach agents, the reference loader and gauges to the app."""
+        app = self.w.app
+        app.agent(self.w.inputs, name=CHECK_AGENT)(self.check_events)
+        app.agent(self.w.reference, name=VALIDATE_AGENT)(self.validate_reference)
+        app.task(self.loader.run)
+        app.timer(2.0)(self.refresh_gauges)
+
+    def context(self) -> DecodeContext:
+        s = self.settings
+        return DecodeContext(
+            tz=s.tz,
+            max_event_bytes=s.max_event_bytes,
+            max_text_chars=s.max_text_chars,
+            max_future_skew_seconds=s.max_future_skew_seconds,
+        )
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def check_events(self, stream: Any) -> AsyncIterator[None]:
+        await self.loader.ready.wait()
+        self.metrics.ready.set(1)
+        async for batch in stream.take_events(
+            self.settings.batch_max, self.settings.batch_within_seconds
+        ):
+            self.process_batch(batch)
+            yield None
+
+    async def validate_reference(self, stream: Any) -> AsyncIterator[None]:
+        scratch = ReferenceBook()
+        async for event in stream.events():
+            m = event.message
+            try:
+                apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, exc.error)
+            yield None
+
+    # -- batch processing -----------------------------------------------------------------
+
+    def process_batch(self, batch: list[Any]) -> None:
+        """Handle one batch in order, then write tables once per key and publish."""
+        s, metrics, state = self.settings, self.metrics, self.state
+        ctx = self.context()
+        now = dt.datetime.now(dt.UTC)
+        t_batch = time.monotonic()
+        n = s.partitions
+        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+        alerts: list[tuple[Alert, float]] = []
+        metrics.batch_size.observe(len(batch))
+        for event in batch:
+            m = event.message
+            topic = m.topic
+            rekeyed = topic == s.rekey_topic
+            origin = _header(m, ORIGIN_HEADER) if rekeyed else None
+            bind_event(event)
+            state.writer = event
+            try:
+                if topic == s.topic_events or origin == ORIGIN_EVENTS:
+                    ev = decode_event(m.value, m.key, ctx)
+                    target = partition_for(ev.msisdn, n)
+                    if not rekeyed and target != m.partition:
+                        self._forward(m, target, ORIGIN_EVENTS, "events")
+                        continue
+                    if self.dedup.seen(ev.event_id):
+                        metrics.duplicates.inc()
+                        continue
+                    out = self.engine.on_event(ev, state, now)
+                    kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
+                    t_in = m.time_in if m.time_in is not None else t_batch
+                    alerts.extend((a, t_in) for a in out.alerts)
+                    if out.unsubscribe is not None:
+                        metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
+                    for rec in out.revocations:
+                        self._publish_consent(rec)
+                elif topic == s.topic_consent or origin == ORIGIN_CONSENT:
+                    msisdn, ent = consent_key(m.key)
+                    target = partition_for(msisdn, n)
+                    if not rekeyed and target != m.partition:
+                        self._forward(m, target, ORIGIN_CONSENT, "consent")
+                        continue
+                    record = None
+                    if m.value is not None:
+                        record = decode_model(ConsentRecord, m.value, ctx)
+                        if (record.msisdn, record.enterprise) != (msisdn, ent):
+                            raise DecodeError("schema:key", "key and value name different pairs")
+                    result = self.engine.on_consent(msisdn, ent, record, state)
+                    metrics.consent_updates.labels("deleted" if record is None else result).inc()
+                else:
+                    raise DecodeError("schema:origin", "re-keyed record without a known origin")
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, exc.error)
+            except Exception as exc:  # a poison record must never stop the worker
+                metrics.processing_errors.labels("rules").inc()
+                log.error(
+                    "record %s[%d]@%d raised %s; sent to dead letters",
+                    topic,
+                    m.partition,
+                    m.offset,
+                    type(exc).__name__,
+                )
+                self._dead_letter(m, "processing", type(exc).__name__)
+        self._flush_tables()
+        for (kind, category), count in kinds.items():
+            metrics.events.labels(kind, category).inc(count)
+        for alert, t_in in alerts:
+            self._publish_alert(alert, t_in)
+
+    def _flush_tables(self) -> None:
+        for table, overlay in (
+            (self.w.consent, self.state.consent_overlay),
+            (self.w.recent, self.state.recent_overlay),
+        ):
+            for key, value, writer in overlay.drain():
+                bind_event(writer)
+                if value is None:
+                    with contextlib.suppress(KeyError):
+                        del table[key]
+                else:
+                    table[key] = value
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def _publish_alert(self, alert: Alert, t_in: float) -> None:
+        latency = self.metrics.detection_latency
+
+        def acked(_: Any) -> None:
+            latency.observe(time.monotonic() - t_in)
+
+        self.w.alerts.send_soon(
+            key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked
+        )
+        self.metrics.alerts.labels(alert.rule, alert.severity.value).inc()
+
+    def _publish_consent(self, record: ConsentRecord) -> None:
+        self.w.consent_out.send_soon(
+            key=f"{record.msisdn}|{record.enterprise}".encode(),
+            value=record.model_dump_json(exclude_none=True).encode(),
+            partition=partition_for(record.msisdn, self.settings.partitions),
+        )
+
+    def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
+        self.w.rekey.send_soon(
+            key=m.key, value=m.value, partition=target, headers=[(ORIGIN_HEADER, origin)]
+        )
+        self.metrics.rekeyed.labels(label).inc()
+
+    def _dead_letter(self, m: Any, reason: str, error: str) -> None:
+        dl = dead_letter(
+            reason=reason,
+            error=error,
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            key=m.key,
+            value=m.value,
+            now=dt.datetime.now(dt.UTC),
+        )
+        self.w.dlq.send_soon(key=m.key, value=dl.model_dump_json(exclude_none=True).encode())
+        self.metrics.invalid.labels(reason, self._source.get(m.topic, "other")).inc()
+
+    # -- gauges ---------------------------------------------------------------------------
+
+    def _book_changed(self, book: ReferenceBook) -> None:
+        self.metrics.reference_entries.labels("ports").set(len(book.ports))
+        self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
+
+    async def refresh_gauges(self) -> None:
+        self.metrics.reference_entries.labels("consent").set(count_active(self.w.consent))
+        recovery = getattr(self.w.app.tables, "recovery", None)
+        self.metrics.recovering.set(1 if getattr(recovery, "in_recovery", False) else 0)
+
+
+def count_active(table: Any) -> int:
+    """Entries of a table in this worker's active partitions (estimate on RocksDB)."""
+    store = table.data
+    dbs = getattr(store, "_dbs_for_actives", None)
+    if dbs is None:
+        return len(store.data) if hasattr(store, "data") else len(table)
+    total = 0
+    for db in dbs():
+        try:
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        except Exception:  # property not offered by this rocksdb binding
+            total += sum(1 for _ in db)
+    return total

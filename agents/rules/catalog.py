@@ -1,0 +1,51 @@
+"""Rule identifiers and severities: the stable names of the wire contract, defined once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from smsmon.streams.models import Severity
+
+ALERT_NAMESPACE = uuid.UUID("6f1c1c2e-3c1e-5b7e-9a51-7a3f0c2d9e11")
+"""UUID5 namespace of alert ids (contract: alert_id = uuid5(ns, "rule|event_id"))."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule's stable id, its severity and a one-line statement for docs and alerts."""
+
+    id: str
+    severity: Severity
+    summary: str
+
+
+PORT_UNREGISTERED = Rule("port.unregistered", Severity.CRITICAL, "no registered port matches")
+PORT_SUSPENDED = Rule("port.suspended", Severity.CRITICAL, "the port is suspended")
+PORT_ACCOUNT = Rule("port.account", Severity.CRITICAL, "account not granted this port")
+PORT_CATEGORY = Rule("port.category", Severity.MAJOR, "category not allowed on this port")
+SIGNATURE_MISSING = Rule("signature.missing", Severity.MINOR, "the message has no signature")
+SIGNATURE_UNREGISTERED = Rule(
+    "signature.unregistered", Severity.CRITICAL, "signature unregistered or revoked"
+)
+SIGNATURE_SCOPE = Rule("signature.scope", Severity.MAJOR, "signature used outside its scope")
+CONSENT_MISSING = Rule("consent.missing", Severity.MAJOR, "marketing without recorded consent")
+CONSENT_REVOKED = Rule("consent.revoked", Severity.CRITICAL, "marketing after unsubscribe")
+
+PER_MESSAGE_RULES: tuple[Rule, ...] = (
+    PORT_UNREGISTERED,
+    PORT_SUSPENDED,
+    PORT_ACCOUNT,
+    PORT_CATEGORY,
+    SIGNATURE_MISSING,
+    SIGNATURE_UNREGISTERED,
+    SIGNATURE_SCOPE,
+    CONSENT_MISSING,
+    CONSENT_REVOKED,
+)
+RULES_BY_ID: dict[str, Rule] = {r.id: r for r in PER_MESSAGE_RULES}
+
+
+def alert_id(rule_id: str, event_id: str) -> str:
+    """Deterministic id of a per-message alert, so replays and repeats give the same id."""
+    return str(uuid.uuid5(ALERT_NAMESPACE, f"{rule_id}|{event_id}"))

@@ -1,0 +1,110 @@
+"""Consent state per (msisdn, enterprise), unsubscribe keywords and their attribution."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from smsmon.streams.canonical import normalize_keyword
+from smsmon.streams.models import ConsentStatus
+
+UNSUBSCRIBE_KEYWORDS = frozenset(
+    {"t", "td", "r", "n", "stop", "unsubscribe", "退订", "取消", "拒收"}
+)
+
+
+def is_unsubscribe(text: str) -> bool:
+    """True when an mo reply's normalised text is an unsubscribe keyword or contains 退订."""
+    norm = normalize_keyword(text)
+    return norm in UNSUBSCRIBE_KEYWORDS or "退订" in norm
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    """The standing consent record of one (msisdn, enterprise) pair."""
+
+    status: ConsentStatus
+    ts_ms: int
+
+    @property
+    def revoked(self) -> bool:
+        return self.status is ConsentStatus.REVOKED
+
+    def encode(self) -> bytes:
+        return f"{'r' if self.revoked else 'g'}:{self.ts_ms}".encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ConsentState:
+        flag, _, ts = raw.decode().partition(":")
+        status = ConsentStatus.REVOKED if flag == "r" else ConsentStatus.GRANTED
+        return cls(status, int(ts))
+
+
+class Merge:
+    """Outcome of applying a consent record to the standing state."""
+
+    APPLIED = "applied"
+    SAME = "same"
+    STALE = "stale"
+
+
+def merge_consent(current: ConsentState | None, incoming: ConsentState) -> str:
+    """Contract: the greatest ts stands; on equal ts revoked wins; older records are stale."""
+    if current is None or incoming.ts_ms > current.ts_ms:
+        return Merge.APPLIED
+    if incoming.ts_ms == current.ts_ms:
+        if incoming.status == current.status:
+            return Merge.SAME
+        return Merge.APPLIED if incoming.revoked else Merge.STALE
+    return Merge.STALE
+
+
+@dataclass(frozen=True, slots=True)
+class RecentSender:
+    """The enterprise of the latest mt (with known enterprise) from one port to one msisdn."""
+
+    port: str
+    enterprise: str
+    ts_ms: int
+
+
+class RecentSenders:
+    """Bounded per-msisdn memory of who last wrote from which port (for 退订 attribution)."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: list[RecentSender] | None = None) -> None:
+        self.entries: list[RecentSender] = entries or []
+
+    def lookup(self, port: str, now_ms: int, horizon_ms: int) -> str | None:
+        """Enterprise of the latest mt from `port` within the horizon, if any."""
+        for e in self.entries:
+            if e.port == port and now_ms - e.ts_ms <= horizon_ms:
+                return e.enterprise
+        return None
+
+    def record(self, sender: RecentSender, capacity: int, horizon_ms: int) -> bool:
+        """Remember `sender`; returns False when nothing changed (no write needed)."""
+        old = [e for e in self.entries if e.port == sender.port]
+        if old and (old[0].ts_ms > sender.ts_ms or old[0] == sender):
+            return False
+        keep = [
+            e
+            for e in self.entries
+            if e.port != sender.port and sender.ts_ms - e.ts_ms <= horizon_ms
+        ]
+        keep.append(sender)
+        keep.sort(key=lambda e: e.ts_ms, reverse=True)
+        self.entries = keep[:capacity]
+        return True
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            [[e.port, e.enterprise, e.ts_ms] for e in self.entries], separators=(",", ":")
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> RecentSenders:
+        if not raw:
+            return cls()
+        return cls([RecentSender(p, ent, int(ts)) for p, ent, ts in json.loads(raw)])

@@ -1,0 +1,245 @@
+"""The pure per-event engine: decoded events and state in, alerts and state changes out.
+
+The live Faust agent and the offline audit both drive this class, so they cannot disagree.
+State is reached through the `State` protocol; `BatchOverlay` gives a batch read-your-writes
+semantics over a slower backing store and coalesces writes to one per key per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from smsmon.streams.canonical import MsisdnHasher, mask_msisdn
+from smsmon.streams.models import (
+    Alert,
+    ConsentRecord,
+    ConsentStatus,
+    DlrEvent,
+    MoEvent,
+    MtEvent,
+)
+
+from . import catalog as R
+from .compliance import MtVerdict, check_mt
+from .consent import ConsentState, Merge, RecentSender, RecentSenders, is_unsubscribe, merge_consent
+from .reference import ReferenceBook
+
+Event = MtEvent | MoEvent | DlrEvent
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+W = TypeVar("W")
+
+
+def to_ms(ts: dt.datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(ts.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> dt.datetime:
+    """Aware UTC datetime of epoch milliseconds."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+class State(Protocol):
+    """Where the engine reads and writes per-subscriber state."""
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None: ...
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None: ...
+
+    def recent(self, msisdn: str) -> RecentSenders: ...
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None: ...
+
+
+_MISSING = object()
+
+
+class BatchOverlay(Generic[K, V, W]):
+    """Read-your-writes cache over `load`; remembers which writer last touched each key.
+
+    Writes stay in the overlay until `drain()`, which yields each dirty key once with its
+    final value and the writer token of its last write (the live agent uses the Faust event,
+    so the changelog write lands in that event's partition).
+    """
+
+    def __init__(self, load: Callable[[K], V | None]) -> None:
+        self._load = load
+        self._cache: dict[K, V | None] = {}
+        self._dirty: dict[K, W] = {}
+
+    def get(self, key: K) -> V | None:
+        v = self._cache.get(key, _MISSING)
+        if v is _MISSING:
+            loaded = self._load(key)
+            self._cache[key] = loaded
+            return loaded
+        return v  # type: ignore[return-value]
+
+    def set(self, key: K, value: V | None, writer: W) -> None:
+        self._cache[key] = value
+        self._dirty[key] = writer
+
+    def drain(self) -> Iterator[tuple[K, V | None, W]]:
+        for key, writer in self._dirty.items():
+            yield key, self._cache[key], writer
+        self._dirty.clear()
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+
+class Deduper:
+    """Bounded memory of recent event ids: a repeated event_id is processed once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if `event_id` was seen recently; otherwise remembers it."""
+        if self.capacity == 0:
+            return False
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Bounds and keys the engine needs."""
+
+    hasher: MsisdnHasher
+    recent_capacity: int = 8
+    recent_horizon_ms: int = 30 * 86_400_000
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Everything one event produced."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    revocations: list[ConsentRecord] = field(default_factory=list)
+    unsubscribe: bool | None = None  # None: not an unsubscribe; else attributed or not
+    verdict: MtVerdict | None = None
+
+
+class Engine:
+    """Applies the contract's per-message rules and unsubscribe handling, in event order."""
+
+    def __init__(self, book: ReferenceBook, config: EngineConfig) -> None:
+        self.book = book
+        self.config = config
+
+    def on_event(self, event: Event, state: State, detected_at: dt.datetime) -> Outcome:
+        """Process one decoded gateway event against `state` (which it may update)."""
+        if isinstance(event, MtEvent):
+            return self._on_mt(event, state, detected_at)
+        if isinstance(event, MoEvent):
+            return self._on_mo(event, state)
+        return Outcome()
+
+    def on_consent(
+        self, msisdn: str, enterprise: str, record: ConsentRecord | None, state: State
+    ) -> str:
+        """Apply a consent record (None = tombstone, deletes). Returns a Merge value."""
+        if record is None:
+            state.set_consent(msisdn, enterprise, None)
+            return Merge.APPLIED
+        incoming = ConsentState(record.status, to_ms(record.ts))
+        result = merge_consent(state.consent(msisdn, enterprise), incoming)
+        if result == Merge.APPLIED:
+            state.set_consent(msisdn, enterprise, incoming)
+        return result
+
+    def _on_mt(self, event: MtEvent, state: State, detected_at: dt.datetime) -> Outcome:
+        verdict = check_mt(event, self.book, state.consent)
+        out = Outcome(verdict=verdict)
+        if verdict.findings:
+            msisdn_hash = self.config.hasher(event.msisdn)
+            masked = mask_msisdn(event.msisdn)
+            for f in verdict.findings:
+                out.alerts.append(
+                    Alert(
+                        alert_id=R.alert_id(f.rule.id, event.event_id),
+                        rule=f.rule.id,
+                        severity=f.rule.severity,
+                        ts=event.ts,
+                        detected_at=detected_at,
+                        event_id=event.event_id,
+                        gateway=event.gateway,
+                        account=event.account,
+                        port=event.port,
+                        signature=verdict.signature,
+                        enterprise=verdict.enterprise,
+                        category=event.category,
+                        msisdn_hash=msisdn_hash,
+                        msisdn_masked=masked,
+                        detail=f.detail,
+                    )
+                )
+        if verdict.enterprise is not None:
+            port_key = verdict.port_key or event.port
+            senders = state.recent(event.msisdn)
+            sender = RecentSender(port_key, verdict.enterprise, to_ms(event.ts))
+            if senders.record(sender, self.config.recent_capacity, self.config.recent_horizon_ms):
+                state.set_recent(event.msisdn, senders)
+        return out
+
+    def _on_mo(self, event: MoEvent, state: State) -> Outcome:
+        out = Outcome()
+        if not is_unsubscribe(event.text):
+            return out
+        p = self.book.port_for(event.port)
+        port_key = p.port if p is not None else event.port
+        ts_ms = to_ms(event.ts)
+        target = state.recent(event.msisdn).lookup(port_key, ts_ms, self.config.recent_horizon_ms)
+        if target is None and p is not None and not p.shared:
+            target = p.enterprise
+        if target is None:
+            out.unsubscribe = False
+            return out
+        out.unsubscribe = True
+        record = ConsentRecord(
+            msisdn=event.msisdn,
+            enterprise=target,
+            status=ConsentStatus.REVOKED,
+            ts=event.ts,
+            source="mo",
+        )
+        if self.on_consent(event.msisdn, target, record, state) == Merge.APPLIED:
+            out.revocations.append(record)
+        return out
+
+
+class DictState:
+    """In-memory `State` (tests, the offline audit)."""
+
+    def __init__(self) -> None:
+        self.consents: dict[tuple[str, str], ConsentState] = {}
+        self.recents: dict[str, RecentSenders] = {}
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
+        return self.consents.get((msisdn, enterprise))
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None:
+        if state is None:
+            self.consents.pop((msisdn, enterprise), None)
+        else:
+            self.consents[(msisdn, enterprise)] = state
+
+    def recent(self, msisdn: str) -> RecentSenders:
+        r = self.recents.get(msisdn)
+        return RecentSenders(list(r.entries)) if r is not None else RecentSenders()
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
+        self.recents[msisdn] = senders

@@ -1,0 +1,92 @@
+"""Runtime settings for smsmon, read from the environment with the SMSMON_ prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a worker; see README "Configuration" for the table."""
+
+    model_config = SettingsConfigDict(env_prefix="SMSMON_", extra="ignore")
+
+    # Kafka connection
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    # Identity and partitioning
+    app_id: str = "smsmon"
+    partitions: int = Field(default=8, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # Topics (names are the wire contract's defaults)
+    topic_events: str = "sms.events"
+    topic_ports: str = "sms.ref.ports"
+    topic_signatures: str = "sms.ref.signatures"
+    topic_consent: str = "sms.ref.consent"
+    topic_alerts: str = "sms.alerts"
+    topic_dlq: str = "sms.events.dlq"
+
+    # State
+    store: str = "rocksdb://"
+    data_dir: Path = Path("./data")
+
+    # Privacy
+    msisdn_secret: SecretStr | None = None
+    msisdn_key_id: str = "k1"
+
+    # Time
+    timezone: str = "Asia/Shanghai"
+
+    # Metrics endpoint
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    metrics_addr: str = "127.0.0.1"
+
+    # Processing
+    batch_max: int = Field(default=2000, ge=1)
+    batch_within_seconds: float = Field(default=0.05, gt=0)
+    dedup_capacity: int = Field(default=200_000, ge=0)
+    recent_ports_per_msisdn: int = Field(default=8, ge=1, le=64)
+    recent_horizon_days: float = Field(default=30.0, gt=0)
+    max_event_bytes: int = Field(default=65_536, ge=1024)
+    max_text_chars: int = Field(default=4_000, ge=70)
+    max_future_skew_seconds: int = Field(default=86_400, ge=0)
+    log_level: str = "info"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}: use an IANA name") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The configured timezone for naive event timestamps."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def rekey_topic(self) -> str:
+        """Internal topic that carries records forwarded to smsmon's own partition."""
+        return f"{self.app_id}-rekey"
+
+    def require_secret(self) -> bytes:
+        """Return the msisdn hashing secret or fail with an actionable message."""
+        if self.msisdn_secret is None or not self.msisdn_secret.get_secret_value():
+            raise SystemExit(
+                "SMSMON_MSISDN_SECRET is not set: smsmon hashes subscriber numbers with a "
+                "keyed HMAC and refuses to run without a secret. Set it to a long random "
+                "string (e.g. `openssl rand -hex 32`), the same on every worker."
+            )
+        return self.msisdn_secret.get_secret_value().encode()

@@ -1,0 +1,116 @@
+"""The one place that builds the Faust app, its topics and tables from Settings."""
+
+from __future__ import annotations
+
+import ssl
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+
+from smsmon.config.settings import Settings
+
+# Agent and table names are part of Kafka topic names (changelogs, internal topics):
+# they are contract, never rename them casually.
+CONSENT_TABLE = "consent"
+RECENT_TABLE = "recent_senders"
+CHECK_AGENT = "check_events"
+VALIDATE_AGENT = "validate_reference"
+
+ORIGIN_HEADER = "smsmon-origin"
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for SASL/TLS, or None for PLAINTEXT."""
+    proto = settings.kafka_security_protocol
+    ctx = None
+    if proto in ("SSL", "SASL_SSL"):
+        ctx = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if proto.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ctx,
+        )
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
+@dataclass
+class Wiring:
+    """The app with the topics and tables the agents use."""
+
+    app: faust.App
+    inputs: Any  # union channel: events + consent + rekey (co-partitioned)
+    reference: Any  # union channel: ports + signatures
+    rekey: Any
+    consent_out: Any
+    alerts: Any
+    dlq: Any
+    consent: Any  # Table: b"msisdn|enterprise" -> ConsentState bytes
+    recent: Any  # Table: b"msisdn" -> RecentSenders bytes
+
+
+def build_app(settings: Settings) -> Wiring:
+    """Create the Faust app, topics and tables for these settings."""
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=1,
+        stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+        broker_commit_every=2000,
+        broker_commit_interval=1.0,
+        producer_max_request_size=1_048_576,
+        logging_config=None,
+    )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
+    n = settings.partitions
+    inputs = app.topic(
+        settings.topic_events,
+        settings.topic_consent,
+        settings.rekey_topic,
+        partitions=n,
+        **raw,
+    )
+    reference = app.topic(settings.topic_ports, settings.topic_signatures, **raw)
+    rekey = app.topic(settings.rekey_topic, partitions=n, internal=False, **raw)
+    consent_out = app.topic(settings.topic_consent, partitions=n, **raw)
+    alerts = app.topic(settings.topic_alerts, **raw)
+    dlq = app.topic(settings.topic_dlq, **raw)
+    # bytes key and value types give the raw codec (no JSON round trip per access).
+    table_args: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes}
+    consent = app.Table(CONSENT_TABLE, **table_args)
+    recent = app.Table(RECENT_TABLE, **table_args)
+    return Wiring(app, inputs, reference, rekey, consent_out, alerts, dlq, consent, recent)
+
+
+def bind_event(event: Any) -> None:
+    """Make `event` Faust's current event.
+
+    Faust routes table reads, writes and changelog records by the *current event's*
+    partition. Inside `take_events` batches the current event is whichever arrived last,
+    so before touching a table for a given record we bind that record's event: the
+    state of an msisdn then lives in the partition smsmon's partitioner gives it.
+    """
+    _current_event.set(weakref.ref(event))

@@ -1,0 +1,127 @@
+"""Canonical forms of the wire contract: msisdn, port codes, keywords, signatures, partitions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import unicodedata
+
+from kafka.partitioner.default import murmur2
+
+_MSISDN_NOISE = re.compile(r"[\s\-]")
+_MSISDN = re.compile(r"1\d{10}")
+_DIGITS = re.compile(r"\d+")
+
+
+class CanonicalError(ValueError):
+    """A value that has no canonical form (the message names what was wrong)."""
+
+
+def canonical_msisdn(raw: object) -> str:
+    """Return the 11-digit Chinese national number for `raw`.
+
+    Accepts `+86`, `0086` and `86` prefixes, spaces and dashes; anything else raises
+    CanonicalError (a dead letter `schema:msisdn`).
+    """
+    if not isinstance(raw, str):
+        raise CanonicalError(f"msisdn must be a string, got {type(raw).__name__}")
+    s = _MSISDN_NOISE.sub("", raw)
+    if s.startswith("+86"):
+        s = s[3:]
+    elif s.startswith("0086"):
+        s = s[4:]
+    elif len(s) == 13 and s.startswith("86"):
+        s = s[2:]
+    if not _MSISDN.fullmatch(s) or not s.isascii():
+        raise CanonicalError("msisdn is not an 11-digit mobile number (1xxxxxxxxxx)")
+    return s
+
+
+def canonical_port(raw: object) -> str:
+    """Return the port code as digits only (an SMS port such as 1069xxxx plus extension)."""
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        raise CanonicalError(f"port must be a string of digits, got {type(raw).__name__}")
+    s = str(raw).strip()
+    if not s.isascii() or not s.isdigit() or not 3 <= len(s) <= 21:
+        raise CanonicalError("port must be 3 to 21 ASCII digits")
+    return s
+
+
+def _is_punct_or_space(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in ("P", "Z", "S") or ch.isspace() or cat == "Cc"
+
+
+def normalize_keyword(text: str) -> str:
+    """NFKC, case-fold, and trim whitespace and punctuation from both ends."""
+    s = unicodedata.normalize("NFKC", text).casefold()
+    start, end = 0, len(s)
+    while start < end and _is_punct_or_space(s[start]):
+        start += 1
+    while end > start and _is_punct_or_space(s[end - 1]):
+        end -= 1
+    return s[start:end]
+
+
+def canonical_signature(raw: str | None) -> str | None:
+    """Normalised signature text, or None for an absent or empty signature (`【】`)."""
+    if raw is None:
+        return None
+    s = raw.strip()
+    if s.startswith("【") and s.endswith("】"):
+        s = s[1:-1]
+    s = normalize_keyword(s)
+    return s or None
+
+
+_LEADING_SIG = re.compile(r"^\s*【([^【】]*)】")
+_TRAILING_SIG = re.compile(r"【([^【】]*)】\s*$")
+
+
+def extract_signature(signature_field: str | None, text: str) -> str | None:
+    """Signature of an mt event: the field if present, else a leading 【…】, else a trailing one.
+
+    Returns the canonical (normalised) signature or None.
+    """
+    if signature_field is not None:
+        return canonical_signature(signature_field)
+    m = _LEADING_SIG.match(text) or _TRAILING_SIG.search(text)
+    if m is None:
+        return None
+    return canonical_signature(m.group(1))
+
+
+def partition_for(msisdn: str, partitions: int) -> int:
+    """smsmon's partition for a canonical msisdn: Kafka's Java default (murmur2) on its bytes.
+
+    Producers that key by canonical msisdn with a Java-compatible partitioner already place
+    events here; everything else is forwarded once through the re-keying topic.
+    """
+    return (int(murmur2(msisdn.encode())) & 0x7FFFFFFF) % partitions
+
+
+def mask_msisdn(msisdn: str) -> str:
+    """Masked display form: `138****8000`."""
+    return f"{msisdn[:3]}****{msisdn[-4:]}"
+
+
+class MsisdnHasher:
+    """Keyed HMAC-SHA256 of msisdns, tagged with a key id so the secret can be rotated."""
+
+    __slots__ = ("_key", "_key_id")
+
+    def __init__(self, secret: bytes, key_id: str) -> None:
+        if not secret:
+            raise ValueError("msisdn hashing secret must not be empty")
+        self._key = secret
+        self._key_id = key_id
+
+    def __call__(self, msisdn: str) -> str:
+        digest = hmac.new(self._key, msisdn.encode(), hashlib.sha256).hexdigest()
+        return f"{self._key_id}:{digest}"
+
+
+def digits_in(text: str) -> list[str]:
+    """All runs of digits in `text` (used by privacy scans in tests and tools)."""
+    return _DIGITS.findall(text)
