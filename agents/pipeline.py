@@ -95,6 +95,10 @@ class Pipeline:
         )
         self.dedup = Deduper(settings.dedup_capacity)
         self.state = TableState(wiring.consent, wiring.recent)
+        # Exact count of consent pairs in the active partitions: recounted in full when the
+        # assignment changes or a recovery ends, kept by per-batch deltas in between.
+        self.consent_count = 0
+        self._counted_for: tuple[frozenset[Any], bool] | None = None
         self._source = {
             settings.topic_events: "events",
             settings.topic_consent: "consent",
@@ -216,7 +220,9 @@ class Pipeline:
             (self.w.consent, self.state.consent_overlay),
             (self.w.recent, self.state.recent_overlay),
         ):
-            for key, value, writer in overlay.drain():
+            for key, value, writer, before in overlay.drain():
+                if table is self.w.consent:
+                    self.consent_count += (value is not None) - (before is not None)
                 bind_event(writer)
                 if value is None:
                     with contextlib.suppress(KeyError):
@@ -271,21 +277,23 @@ class Pipeline:
         self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
 
     async def refresh_gauges(self) -> None:
-        self.metrics.reference_entries.labels("consent").set(count_active(self.w.consent))
         recovery = getattr(self.w.app.tables, "recovery", None)
-        self.metrics.recovering.set(1 if getattr(recovery, "in_recovery", False) else 0)
+        recovering = bool(getattr(recovery, "in_recovery", False))
+        self.metrics.recovering.set(1 if recovering else 0)
+        if recovering:
+            return
+        actives = frozenset(self.w.app.assignor.assigned_actives())
+        if self._counted_for != (actives, recovering):
+            self._counted_for = (actives, recovering)
+            self.consent_count = count_active(self.w.consent)
+        self.metrics.reference_entries.labels("consent").set(self.consent_count)
 
 
 def count_active(table: Any) -> int:
-    """Entries of a table in this worker's active partitions (estimate on RocksDB)."""
+    """Exact number of entries of a table in this worker's active partitions."""
     store = table.data
     dbs = getattr(store, "_dbs_for_actives", None)
-    if dbs is None:
+    if dbs is None:  # memory store: one dict (includes standby partitions)
         return len(store.data) if hasattr(store, "data") else len(table)
-    total = 0
-    for db in dbs():
-        try:
-            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
-        except Exception:  # property not offered by this rocksdb binding
-            total += sum(1 for _ in db)
-    return total
+    # Faust keeps its changelog offset under a reserved key in every partition database.
+    return sum(sum(1 for k in db.keys() if not k.startswith(b"__faust")) for db in dbs())  # noqa: SIM118

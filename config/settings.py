@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     recent_horizon_days: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=65_536, ge=1024)
     max_text_chars: int = Field(default=4_000, ge=70)
-    max_future_skew_seconds: int = Field(default=86_400, ge=0)
+    max_future_skew_seconds: int = Field(default=86_400, ge=0, le=10 * 365 * 86_400)
     log_level: str = "info"
 
     @field_validator("timezone")

@@ -34,6 +34,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     from .metrics import Metrics
 
     settings.require_secret()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry)

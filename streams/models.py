@@ -80,8 +80,13 @@ def parse_ts(value: object, info: ValidationInfo) -> dt.datetime:
     skew: float = ctx.get("max_future_skew", 86_400.0)
     if ts < _EARLIEST:
         raise ValueError("ts is before 2000-01-01")
-    if now is not None and ts > now + dt.timedelta(seconds=skew):
-        raise ValueError("ts is in the future beyond the allowed clock skew")
+    if now is not None:
+        try:
+            latest = now + dt.timedelta(seconds=skew)
+        except OverflowError:
+            latest = dt.datetime.max.replace(tzinfo=dt.UTC)
+        if ts > latest:
+            raise ValueError("ts is in the future beyond the allowed clock skew")
     return ts
 
 

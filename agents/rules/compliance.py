@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -117,6 +118,10 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
             out.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
         elif state.revoked:
             out.append(
-                Finding(R.CONSENT_REVOKED, f"consent to {ent} revoked as of {state.ts_ms} ms")
+                Finding(
+                    R.CONSENT_REVOKED,
+                    f"consent to {ent} revoked as of "
+                    f"{dt.datetime.fromtimestamp(state.ts_us / 1e6, dt.UTC).isoformat()}",
+                )
             )
     return v

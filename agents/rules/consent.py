@@ -24,14 +24,14 @@ class ConsentState:
     """The standing consent record of one (msisdn, enterprise) pair."""
 
     status: ConsentStatus
-    ts_ms: int
+    ts_us: int
 
     @property
     def revoked(self) -> bool:
         return self.status is ConsentStatus.REVOKED
 
     def encode(self) -> bytes:
-        return f"{'r' if self.revoked else 'g'}:{self.ts_ms}".encode()
+        return f"{'r' if self.revoked else 'g'}:{self.ts_us}".encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> ConsentState:
@@ -50,9 +50,9 @@ class Merge:
 
 def merge_consent(current: ConsentState | None, incoming: ConsentState) -> str:
     """Contract: the greatest ts stands; on equal ts revoked wins; older records are stale."""
-    if current is None or incoming.ts_ms > current.ts_ms:
+    if current is None or incoming.ts_us > current.ts_us:
         return Merge.APPLIED
-    if incoming.ts_ms == current.ts_ms:
+    if incoming.ts_us == current.ts_us:
         if incoming.status == current.status:
             return Merge.SAME
         return Merge.APPLIED if incoming.revoked else Merge.STALE
@@ -65,7 +65,7 @@ class RecentSender:
 
     port: str
     enterprise: str
-    ts_ms: int
+    ts_us: int
 
 
 class RecentSenders:
@@ -79,28 +79,28 @@ class RecentSenders:
     def lookup(self, port: str, now_ms: int, horizon_ms: int) -> str | None:
         """Enterprise of the latest mt from `port` within the horizon, if any."""
         for e in self.entries:
-            if e.port == port and now_ms - e.ts_ms <= horizon_ms:
+            if e.port == port and now_ms - e.ts_us <= horizon_ms:
                 return e.enterprise
         return None
 
     def record(self, sender: RecentSender, capacity: int, horizon_ms: int) -> bool:
         """Remember `sender`; returns False when nothing changed (no write needed)."""
         old = [e for e in self.entries if e.port == sender.port]
-        if old and (old[0].ts_ms > sender.ts_ms or old[0] == sender):
+        if old and (old[0].ts_us > sender.ts_us or old[0] == sender):
             return False
         keep = [
             e
             for e in self.entries
-            if e.port != sender.port and sender.ts_ms - e.ts_ms <= horizon_ms
+            if e.port != sender.port and sender.ts_us - e.ts_us <= horizon_ms
         ]
         keep.append(sender)
-        keep.sort(key=lambda e: e.ts_ms, reverse=True)
+        keep.sort(key=lambda e: e.ts_us, reverse=True)
         self.entries = keep[:capacity]
         return True
 
     def encode(self) -> bytes:
         return json.dumps(
-            [[e.port, e.enterprise, e.ts_ms] for e in self.entries], separators=(",", ":")
+            [[e.port, e.enterprise, e.ts_us] for e in self.entries], separators=(",", ":")
         ).encode()
 
     @classmethod

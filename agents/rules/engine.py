@@ -34,9 +34,17 @@ V = TypeVar("V")
 W = TypeVar("W")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def to_ms(ts: dt.datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    return int(ts.timestamp() * 1000)
+    """Epoch milliseconds of an aware datetime (floor)."""
+    return (ts - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def to_us(ts: dt.datetime) -> int:
+    """Exact epoch microseconds of an aware datetime (consent order needs full precision)."""
+    return (ts - _EPOCH) // dt.timedelta(microseconds=1)
 
 
 def from_ms(ms: int) -> dt.datetime:
@@ -63,14 +71,16 @@ class BatchOverlay(Generic[K, V, W]):
     """Read-your-writes cache over `load`; remembers which writer last touched each key.
 
     Writes stay in the overlay until `drain()`, which yields each dirty key once with its
-    final value and the writer token of its last write (the live agent uses the Faust event,
-    so the changelog write lands in that event's partition).
+    final value, the writer token of its last write (the live agent uses the Faust event,
+    so the changelog write lands in that event's partition) and the value it had before the
+    batch (so callers can keep exact entry counts).
     """
 
     def __init__(self, load: Callable[[K], V | None]) -> None:
         self._load = load
         self._cache: dict[K, V | None] = {}
         self._dirty: dict[K, W] = {}
+        self._before: dict[K, V | None] = {}
 
     def get(self, key: K) -> V | None:
         v = self._cache.get(key, _MISSING)
@@ -81,14 +91,18 @@ class BatchOverlay(Generic[K, V, W]):
         return v  # type: ignore[return-value]
 
     def set(self, key: K, value: V | None, writer: W) -> None:
+        if key not in self._before:
+            self._before[key] = self.get(key)
         self._cache[key] = value
         self._dirty[key] = writer
 
-    def drain(self) -> Iterator[tuple[K, V | None, W]]:
+    def drain(self) -> Iterator[tuple[K, V | None, W, V | None]]:
+        """Each dirty key once: (key, final value, last writer, value before the batch)."""
         for key, writer in self._dirty.items():
-            yield key, self._cache[key], writer
+            yield key, self._cache[key], writer, self._before[key]
         self._dirty.clear()
         self._cache.clear()
+        self._before.clear()
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -155,7 +169,7 @@ class Engine:
         if record is None:
             state.set_consent(msisdn, enterprise, None)
             return Merge.APPLIED
-        incoming = ConsentState(record.status, to_ms(record.ts))
+        incoming = ConsentState(record.status, to_us(record.ts))
         result = merge_consent(state.consent(msisdn, enterprise), incoming)
         if result == Merge.APPLIED:
             state.set_consent(msisdn, enterprise, incoming)

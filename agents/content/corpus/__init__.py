@@ -1,0 +1,1 @@
+"""Synthetic labelled SMS corpus for the marketing classifier (generator and data)."""
