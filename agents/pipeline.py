@@ -32,16 +32,18 @@ from smsmon.streams.codec import (
 )
 from smsmon.streams.loader import ReferenceLoader, apply_reference
 from smsmon.streams.metrics import Metrics
-from smsmon.streams.models import Alert, ConsentRecord
+from smsmon.streams.models import Alert, Complaint, ConsentRecord, MtEvent
 
 from .rules.consent import ConsentState, RecentSenders
 from .rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
 from .rules.reference import ReferenceBook
+from .rules.traffic import FloodState, Stage1, TrafficConfig
 
 log = logging.getLogger(__name__)
 
 ORIGIN_EVENTS = b"events"
 ORIGIN_CONSENT = b"consent"
+ORIGIN_COMPLAINTS = b"complaints"
 
 
 class TableState:
@@ -50,6 +52,7 @@ class TableState:
     def __init__(self, consent_table: Any, recent_table: Any) -> None:
         self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(consent_table.get)
         self.recent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(recent_table.get)
+        self.flood_overlay: BatchOverlay[bytes, bytes, Any] | None = None
         self.writer: Any = None
 
     def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
@@ -95,9 +98,13 @@ class Pipeline:
         )
         self.dedup = Deduper(settings.dedup_capacity)
         self.state = TableState(wiring.consent, wiring.recent)
+        self.state.flood_overlay = BatchOverlay(wiring.flood.get)
+        self.traffic_config = TrafficConfig()
+        self.stage1 = Stage1(self.traffic_config, settings.partitions, self.engine.config.hasher)
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
+        self._positions: dict[tuple[str, int], int] = {}
         self._counted_for: tuple[frozenset[Any], bool] | None = None
         self._source = {
             settings.topic_events: "events",
@@ -105,15 +112,28 @@ class Pipeline:
             settings.topic_ports: "ports",
             settings.topic_signatures: "signatures",
             settings.rekey_topic: "rekey",
+            settings.topic_complaints: "complaints",
         }
+        from .aggregation import Aggregation
+
+        self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
 
     def register(self) -> None:
         """Attach agents, the reference loader and gauges to the app."""
         app = self.w.app
         app.agent(self.w.inputs, name=CHECK_AGENT)(self.check_events)
         app.agent(self.w.reference, name=VALIDATE_AGENT)(self.validate_reference)
+        self.aggregation.register()
         app.task(self.loader.run)
         app.timer(2.0)(self.refresh_gauges)
+        app.on_rebalance_complete.connect(self._on_rebalance)
+        from smsmon import __version__
+        from smsmon.streams.models import SCHEMA_VERSION
+
+        self.metrics.build_info.labels(__version__, str(SCHEMA_VERSION)).set(1)
+
+    async def _on_rebalance(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self.metrics.rebalances.inc()
 
     def context(self) -> DecodeContext:
         s = self.settings
@@ -156,10 +176,16 @@ class Pipeline:
         n = s.partitions
         kinds: collections.Counter[tuple[str, str]] = collections.Counter()
         alerts: list[tuple[Alert, float]] = []
+        wall_ms = int(time.time() * 1000)
+        flood_overlay = state.flood_overlay
+        assert flood_overlay is not None
+        late_before = self.stage1.late
         metrics.batch_size.observe(len(batch))
+        positions = self._positions
         for event in batch:
             m = event.message
             topic = m.topic
+            positions[(topic, m.partition)] = m.offset + 1
             rekeyed = topic == s.rekey_topic
             origin = _header(m, ORIGIN_HEADER) if rekeyed else None
             bind_event(event)
@@ -178,10 +204,33 @@ class Pipeline:
                     kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
                     t_in = m.time_in if m.time_in is not None else t_batch
                     alerts.extend((a, t_in) for a in out.alerts)
+                    source = f"{'r' if rekeyed else 'e'}{m.partition}"
+                    if isinstance(ev, MtEvent) and out.verdict is not None:
+                        flood = FloodState.decode(flood_overlay.get(ev.msisdn.encode()))
+                        found = self.stage1.on_mt(
+                            source, m.partition, m.offset, ev, out.verdict, flood, wall_ms, now
+                        )
+                        flood_overlay.set(ev.msisdn.encode(), flood.encode(), event)
+                        alerts.extend((a, t_in) for a in found)
+                    else:
+                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        self.stage1.on_other(source, m.partition, m.offset, ts_ms, wall_ms)
                     if out.unsubscribe is not None:
                         metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
                     for rec in out.revocations:
                         self._publish_consent(rec)
+                elif topic == s.topic_complaints or origin == ORIGIN_COMPLAINTS:
+                    complaint = decode_model(Complaint, m.value, ctx)
+                    target = partition_for(complaint.msisdn, n)
+                    if not rekeyed and target != m.partition:
+                        self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
+                        continue
+                    source = f"{'r' if rekeyed else 'e'}{m.partition}"
+                    recent = state.recent(complaint.msisdn).marketing()
+                    targets = self.stage1.on_complaint(
+                        source, m.partition, m.offset, complaint, recent, wall_ms
+                    )
+                    metrics.complaints.labels("true" if targets else "false").inc()
                 elif topic == s.topic_consent or origin == ORIGIN_CONSENT:
                     msisdn, ent = consent_key(m.key)
                     target = partition_for(msisdn, n)
@@ -210,15 +259,20 @@ class Pipeline:
                 )
                 self._dead_letter(m, "processing", type(exc).__name__)
         self._flush_tables()
+        for q, partial in self.stage1.flush(wall_ms):
+            self.w.counts.send_soon(key=None, value=partial.encode(), partition=q)
+        metrics.late_events.inc(self.stage1.late - late_before)
         for (kind, category), count in kinds.items():
             metrics.events.labels(kind, category).inc(count)
         for alert, t_in in alerts:
             self._publish_alert(alert, t_in)
 
     def _flush_tables(self) -> None:
+        assert self.state.flood_overlay is not None
         for table, overlay in (
             (self.w.consent, self.state.consent_overlay),
             (self.w.recent, self.state.recent_overlay),
+            (self.w.flood, self.state.flood_overlay),
         ):
             for key, value, writer, before in overlay.drain():
                 if table is self.w.consent:
@@ -277,6 +331,7 @@ class Pipeline:
         self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
 
     async def refresh_gauges(self) -> None:
+        self._refresh_lag()
         recovery = getattr(self.w.app.tables, "recovery", None)
         recovering = bool(getattr(recovery, "in_recovery", False))
         self.metrics.recovering.set(1 if recovering else 0)
@@ -287,6 +342,33 @@ class Pipeline:
             self._counted_for = (actives, recovering)
             self.consent_count = count_active(self.w.consent)
         self.metrics.reference_entries.labels("consent").set(self.consent_count)
+
+    def _refresh_lag(self) -> None:
+        consumer = self.w.app.consumer
+        inputs = {
+            self.settings.topic_events,
+            self.settings.topic_consent,
+            self.settings.topic_complaints,
+            self.settings.rekey_topic,
+            self.settings.counts_topic,
+        }
+        gauge = self.metrics.consumer_lag
+        assigned = {tp for tp in consumer.assignment() if tp.topic in inputs}
+        for tp in assigned:
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            done = self._positions.get((tp.topic, tp.partition))
+            if done is None:
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                done = committed if committed is not None else high
+            gauge.labels(tp.topic, str(tp.partition)).set(max(0, (high or 0) - done))
+        for key in list(self._positions):
+            if key not in {(tp.topic, tp.partition) for tp in assigned}:
+                self._positions.pop(key, None)
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key[0], str(key[1]))
 
 
 def count_active(table: Any) -> int:

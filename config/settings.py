@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     topic_ports: str = "sms.ref.ports"
     topic_signatures: str = "sms.ref.signatures"
     topic_consent: str = "sms.ref.consent"
+    topic_complaints: str = "sms.complaints"
     topic_alerts: str = "sms.alerts"
     topic_dlq: str = "sms.events.dlq"
 
@@ -75,6 +76,11 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """The configured timezone for naive event timestamps."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def counts_topic(self) -> str:
+        """Internal topic of stage-1 partial counts, partitioned by subject."""
+        return f"{self.app_id}-counts"
 
     @property
     def rekey_topic(self) -> str:

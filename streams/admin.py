@@ -57,7 +57,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.topic_events, n, {}, True),
         TopicSpec(settings.topic_consent, n, COMPACT, True),
+        TopicSpec(settings.topic_complaints, n, {}, True),
         TopicSpec(settings.rekey_topic, n, {}, True),
+        TopicSpec(settings.counts_topic, n, {}, True),
         TopicSpec(settings.topic_ports, 1, COMPACT, False),
         TopicSpec(settings.topic_signatures, 1, COMPACT, False),
         TopicSpec(settings.topic_alerts, n, {}, False),
@@ -68,7 +70,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def changelog_topics(settings: Settings) -> list[str]:
     """Faust changelog topics of smsmon's tables (co-partitioned with events)."""
-    return [f"{settings.app_id}-{t}-changelog" for t in ("consent", "recent_senders")]
+    tables = ("consent", "recent_senders", "flood", "subjects", "progress")
+    return [f"{settings.app_id}-{t}-changelog" for t in tables]
 
 
 def ensure_topics(settings: Settings) -> None:

@@ -16,7 +16,11 @@ from smsmon.config.settings import Settings
 # they are contract, never rename them casually.
 CONSENT_TABLE = "consent"
 RECENT_TABLE = "recent_senders"
+FLOOD_TABLE = "flood"
+SUBJECTS_TABLE = "subjects"
+PROGRESS_TABLE = "progress"
 CHECK_AGENT = "check_events"
+AGGREGATE_AGENT = "aggregate_counts"
 VALIDATE_AGENT = "validate_reference"
 
 ORIGIN_HEADER = "smsmon-origin"
@@ -56,6 +60,10 @@ class Wiring:
     dlq: Any
     consent: Any  # Table: b"msisdn|enterprise" -> ConsentState bytes
     recent: Any  # Table: b"msisdn" -> RecentSenders bytes
+    counts: Any  # internal topic of stage-1 partials, partitioned by subject
+    flood: Any  # Table: b"msisdn" -> FloodState bytes
+    subjects: Any  # Table: b"dim|subject" -> SubjectState bytes (stage 2)
+    progress: Any  # Table: b"q<partition>" -> Progress bytes (stage 2)
 
 
 def build_app(settings: Settings) -> Wiring:
@@ -89,6 +97,7 @@ def build_app(settings: Settings) -> Wiring:
     inputs = app.topic(
         settings.topic_events,
         settings.topic_consent,
+        settings.topic_complaints,
         settings.rekey_topic,
         partitions=n,
         **raw,
@@ -102,7 +111,25 @@ def build_app(settings: Settings) -> Wiring:
     table_args: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes}
     consent = app.Table(CONSENT_TABLE, **table_args)
     recent = app.Table(RECENT_TABLE, **table_args)
-    return Wiring(app, inputs, reference, rekey, consent_out, alerts, dlq, consent, recent)
+    counts = app.topic(settings.counts_topic, partitions=n, **raw)
+    flood = app.Table(FLOOD_TABLE, **table_args)
+    subjects = app.Table(SUBJECTS_TABLE, **table_args)
+    progress = app.Table(PROGRESS_TABLE, **table_args)
+    return Wiring(
+        app,
+        inputs,
+        reference,
+        rekey,
+        consent_out,
+        alerts,
+        dlq,
+        consent,
+        recent,
+        counts,
+        flood,
+        subjects,
+        progress,
+    )
 
 
 def bind_event(event: Any) -> None:

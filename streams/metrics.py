@@ -84,6 +84,42 @@ class Metrics:
             "1 once the port and signature registries are loaded and events are processed.",
             registry=registry,
         )
+        self.consumer_lag = Gauge(
+            "smsmon_consumer_lag",
+            "Records not yet processed per assigned input partition (high watermark minus "
+            "next offset to process).",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.rebalances = Counter(
+            "smsmon_rebalances_total",
+            "Consumer-group rebalances this worker took part in.",
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            "smsmon_build_info",
+            "Always 1; labels carry the smsmon version and wire-contract major version.",
+            ["version", "schema_version"],
+            registry=registry,
+        )
+        self.late_events = Counter(
+            "smsmon_late_events_total",
+            "Events older than their window's watermark plus grace: dropped from windows.",
+            registry=registry,
+        )
+        self.complaints = Counter(
+            "smsmon_complaints_total",
+            "12321 complaints, by whether they could be attributed to a port or signature.",
+            ["attributed"],
+            registry=registry,
+        )
+        self.window_messages = Gauge(
+            "smsmon_window_messages",
+            "Messages in the last closed 1-minute window for the top 10 subjects per type "
+            "(ports, signatures, accounts; never subscribers).",
+            ["subject_type", "subject"],
+            registry=registry,
+        )
         self.recovering = Gauge(
             "smsmon_recovering",
             "1 while tables restore from their changelogs after a rebalance (worker is blind).",

@@ -220,6 +220,18 @@ class ConsentRecord(_Wire):
     source: str | None = Field(default=None, max_length=50)
 
 
+class Complaint(_Wire):
+    """A 12321 complaint about a message the subscriber received (`sms.complaints`)."""
+
+    complaint_id: Name
+    ts: Timestamp
+    msisdn: Msisdn
+    port: PortCode | None = None
+    signature: str | None = Field(default=None, max_length=200)
+    text: str | None = Field(default=None, max_length=4_000)
+    category: str | None = Field(default=None, max_length=50)
+
+
 class Alert(BaseModel):
     """One broken rule, with evidence; never the raw msisdn or message text."""
 
@@ -278,6 +290,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "port-record.schema.json": PortRecord.model_json_schema(),
         "signature-record.schema.json": SignatureRecord.model_json_schema(),
         "consent-record.schema.json": ConsentRecord.model_json_schema(),
+        "complaint.schema.json": Complaint.model_json_schema(),
         "alert.schema.json": Alert.model_json_schema(),
         "dead-letter.schema.json": DeadLetter.model_json_schema(),
     }

@@ -61,11 +61,17 @@ def merge_consent(current: ConsentState | None, incoming: ConsentState) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RecentSender:
-    """The enterprise of the latest mt (with known enterprise) from one port to one msisdn."""
+    """The enterprise of the latest mt (with known enterprise) from one port to one msisdn.
+
+    Also remembers that mt's signature and when the port last sent marketing to the
+    subscriber (0 if never), which complaint attribution uses. Times in epoch milliseconds.
+    """
 
     port: str
     enterprise: str
-    ts_us: int
+    ts_ms: int
+    signature: str | None = None
+    marketing_ms: int = 0
 
 
 class RecentSenders:
@@ -79,32 +85,49 @@ class RecentSenders:
     def lookup(self, port: str, now_ms: int, horizon_ms: int) -> str | None:
         """Enterprise of the latest mt from `port` within the horizon, if any."""
         for e in self.entries:
-            if e.port == port and now_ms - e.ts_us <= horizon_ms:
+            if e.port == port and now_ms - e.ts_ms <= horizon_ms:
                 return e.enterprise
         return None
 
     def record(self, sender: RecentSender, capacity: int, horizon_ms: int) -> bool:
         """Remember `sender`; returns False when nothing changed (no write needed)."""
-        old = [e for e in self.entries if e.port == sender.port]
-        if old and (old[0].ts_us > sender.ts_us or old[0] == sender):
-            return False
+        old = next((e for e in self.entries if e.port == sender.port), None)
+        if old is not None:
+            if old.ts_ms > sender.ts_ms:
+                return False
+            if old.marketing_ms > sender.marketing_ms:
+                sender = RecentSender(
+                    sender.port,
+                    sender.enterprise,
+                    sender.ts_ms,
+                    sender.signature,
+                    old.marketing_ms,
+                )
+            if old == sender:
+                return False
         keep = [
             e
             for e in self.entries
-            if e.port != sender.port and sender.ts_us - e.ts_us <= horizon_ms
+            if e.port != sender.port and sender.ts_ms - e.ts_ms <= horizon_ms
         ]
         keep.append(sender)
-        keep.sort(key=lambda e: e.ts_us, reverse=True)
+        keep.sort(key=lambda e: e.ts_ms, reverse=True)
         self.entries = keep[:capacity]
         return True
 
+    def marketing(self) -> list[tuple[str, str | None, int]]:
+        """(port, signature, last marketing ts) of senders that sent marketing."""
+        return [(e.port, e.signature, e.marketing_ms) for e in self.entries if e.marketing_ms]
+
     def encode(self) -> bytes:
         return json.dumps(
-            [[e.port, e.enterprise, e.ts_us] for e in self.entries], separators=(",", ":")
+            [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries],
+            separators=(",", ":"),
+            ensure_ascii=False,
         ).encode()
 
     @classmethod
     def decode(cls, raw: bytes | None) -> RecentSenders:
         if not raw:
             return cls()
-        return cls([RecentSender(p, ent, int(ts)) for p, ent, ts in json.loads(raw)])
+        return cls([RecentSender(*row) for row in json.loads(raw)])

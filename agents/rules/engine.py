@@ -16,6 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from smsmon.streams.canonical import MsisdnHasher, mask_msisdn
 from smsmon.streams.models import (
     Alert,
+    Category,
     ConsentRecord,
     ConsentStatus,
     DlrEvent,
@@ -204,7 +205,14 @@ class Engine:
         if verdict.enterprise is not None:
             port_key = verdict.port_key or event.port
             senders = state.recent(event.msisdn)
-            sender = RecentSender(port_key, verdict.enterprise, to_ms(event.ts))
+            ts_ms = to_ms(event.ts)
+            sender = RecentSender(
+                port_key,
+                verdict.enterprise,
+                ts_ms,
+                verdict.signature,
+                ts_ms if event.category is Category.MARKETING else 0,
+            )
             if senders.record(sender, self.config.recent_capacity, self.config.recent_horizon_ms):
                 state.set_recent(event.msisdn, senders)
         return out

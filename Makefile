@@ -1,0 +1,46 @@
+# smsmon developer commands. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export SMSMON_PYTHON := $(abspath $(BIN)/python)
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/smsmon: pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/smsmon ## Create .venv and install smsmon with dev tools
+
+broker: ## Fetch the pinned Apache Kafka jars from Maven Central (cached)
+	scripts/kafka-local.sh fetch
+
+lint: install ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install broker ## All tests: unit, then integration against a real local Kafka broker
+	$(BIN)/pytest -m "not integration" -q
+	$(BIN)/pytest -m integration -q
+
+test-unit: install ## Unit tests only (no broker)
+	$(BIN)/pytest -m "not integration" -q
+
+demo: install broker ## Local broker + worker + sample traffic, live terminal view; Ctrl-C stops all
+	$(BIN)/python -m smsmon.streams.demo
+
+schemas: install ## Re-export JSON Schemas of the wire contract into docs/schemas
+	$(BIN)/smsmon schemas --out docs/schemas
+
+clean: ## Remove local state (venv kept)
+	rm -rf data .demo .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help install broker lint test test-unit demo schemas clean

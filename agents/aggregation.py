@@ -1,0 +1,158 @@
+"""The stage-2 Faust agent: applies stage-1 partials per subject partition, closes windows,
+publishes volume.spike, port.sublet and complaint.rate alerts. Thin: decisions live in
+`agents/rules/aggregate.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from smsmon.config.settings import Settings
+from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
+from smsmon.streams.codec import encode_alert
+from smsmon.streams.metrics import Metrics
+from smsmon.streams.models import Alert
+
+from .rules.aggregate import Aggregator, Progress, SubjectState
+from .rules.engine import BatchOverlay
+from .rules.reference import ReferenceBook
+from .rules.traffic import Partial, TrafficConfig, subject_partition
+
+log = logging.getLogger(__name__)
+
+
+class _OverlayStore:
+    """SubjectStore over the subjects table through a batch overlay."""
+
+    def __init__(self, overlay: BatchOverlay[bytes, bytes, Any]) -> None:
+        self.overlay = overlay
+        self.writer: Any = None
+
+    def get(self, key: str) -> SubjectState:
+        return SubjectState.decode(self.overlay.get(key.encode()))
+
+    def put(self, key: str, state: SubjectState) -> None:
+        self.overlay.set(key.encode(), state.encode(), self.writer)
+
+
+class Aggregation:
+    """Owns the stage-2 aggregator of one worker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        wiring: Wiring,
+        metrics: Metrics,
+        book: ReferenceBook,
+        cfg: TrafficConfig,
+    ) -> None:
+        self.settings = settings
+        self.w = wiring
+        self.metrics = metrics
+        self.book = book
+        self.aggregator = Aggregator(cfg, self._quota)
+        self.overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(wiring.subjects.get)
+        self.store = _OverlayStore(self.overlay)
+        self.progress: dict[int, Progress] = {}
+        self.cfg = cfg
+
+    def register(self) -> None:
+        self.w.app.agent(self.w.counts, name=AGGREGATE_AGENT)(self.aggregate_counts)
+        self.w.app.on_rebalance_complete.connect(self._forget)
+
+    async def _forget(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        # Assignment changed: reload progress (and the open-window index) from the tables.
+        self.progress.clear()
+
+    def _quota(self, port: str) -> tuple[str | None, int | None]:
+        rec = self.book.ports.get(port)
+        return (rec.enterprise, rec.max_per_minute) if rec is not None else (None, None)
+
+    def _progress_for(self, q: int) -> Progress:
+        p = self.progress.get(q)
+        if p is None:
+            raw = self.w.progress.get(f"q{q}".encode())
+            p = self.progress[q] = Progress.decode(raw, self.cfg.idle_ms)
+            n = self.settings.partitions
+            records = []
+            for k, v in self.w.subjects.items():
+                if not isinstance(k, bytes) or k.startswith(b"__faust"):
+                    continue
+                dim, _, subject = k.decode().partition("|")
+                if subject_partition(dim, subject, n) == q:
+                    records.append((k.decode(), SubjectState.decode(v)))
+            self.aggregator.rebuild_index(p, records)
+        return p
+
+    async def aggregate_counts(self, stream: Any) -> AsyncIterator[None]:
+        async for batch in stream.take_events(
+            self.settings.batch_max, self.settings.batch_within_seconds
+        ):
+            self.process_batch(batch)
+            yield None
+
+    def process_batch(self, batch: list[Any]) -> None:
+        now = dt.datetime.now(dt.UTC)
+        wall_ms = int(time.time() * 1000)
+        t_batch = time.monotonic()
+        alerts: list[Alert] = []
+        last: dict[int, Any] = {}
+        late_before = self.aggregator.late
+        for event in batch:
+            m = event.message
+            q = m.partition
+            bind_event(event)
+            self.store.writer = event
+            last[q] = event
+            try:
+                partial = Partial.decode(m.value)
+                alerts += self.aggregator.apply(
+                    partial, self._progress_for(q), self.store, wall_ms, now
+                )
+            except Exception as exc:  # an internal record we cannot read: never stop
+                self.metrics.processing_errors.labels("aggregate").inc()
+                log.error("partial %s[%d]@%d raised %s", m.topic, q, m.offset, type(exc).__name__)
+        for q, event in last.items():
+            bind_event(event)
+            self.store.writer = event
+            alerts += self.aggregator.close(self._progress_for(q), self.store, wall_ms, now)
+            self.w.progress[f"q{q}".encode()] = self.progress[q].encode()
+        for key, value, writer, _ in self.overlay.drain():
+            bind_event(writer)
+            self.w.subjects[key] = value
+        self.metrics.late_events.inc(self.aggregator.late - late_before)
+        self._top_subjects()
+        for alert in alerts:
+            self._publish(alert, t_batch)
+
+    def _publish(self, alert: Alert, t_in: float) -> None:
+        latency = self.metrics.detection_latency
+
+        def acked(_: Any) -> None:
+            latency.observe(time.monotonic() - t_in)
+
+        self.w.alerts.send_soon(
+            key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked
+        )
+        self.metrics.alerts.labels(alert.rule, alert.severity.value).inc()
+
+    def _top_subjects(self) -> None:
+        closed = self.aggregator.closed_counts
+        if not closed:
+            return
+        gauge = self.metrics.window_messages
+        by_dim: dict[str, list[tuple[int, str]]] = {}
+        for dim, subject, count in closed:
+            by_dim.setdefault(dim, []).append((count, subject))
+        for dim, rows in by_dim.items():
+            for labels in list(gauge._metrics):  # drop the previous top list of this type
+                if labels[0] == dim:
+                    gauge.remove(*labels)
+            for count, subject in heapq.nlargest(10, rows):
+                gauge.labels(dim, subject).set(count)
+        closed.clear()

@@ -1,0 +1,440 @@
+"""Aggregate traffic rules, stage 2 (per subject partition): windows by port, signature and
+account; `volume.spike`, `port.sublet` and `complaint.rate`.
+
+Partials from stage 1 are applied exactly once (per source, offsets at or below the applied
+mark are skipped). Thresholds that do not depend on history (a port's quota, the sublet
+counts) fire the moment they are crossed; the learned baseline and the complaint rate are
+judged when a window closes, in window order, so the set of alerts does not depend on how
+partials interleave: a live run and an offline audit of the same traffic agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from smsmon.streams.models import Alert
+
+from .traffic import (
+    COMPLAINT_PREFIX,
+    COMPLAINT_RATE,
+    DIM_PORT,
+    DIM_SIGNATURE,
+    PORT_SUBLET,
+    SET_ACCOUNT,
+    SET_IP,
+    SET_SIGNATURE,
+    VOLUME_SPIKE,
+    Partial,
+    TrafficConfig,
+    aggregate_alert_id,
+)
+from .windows import Watermarks
+
+
+def _dt(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+@dataclass(slots=True)
+class SubjectState:
+    """Open windows and learned baseline of one (dimension, subject)."""
+
+    volume: dict[int, list[int]] = field(default_factory=dict)  # start -> [count, fired]
+    sublet: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # start -> sets
+    sublet_fired: list[int] = field(default_factory=list)
+    hours: dict[int, list[int]] = field(default_factory=dict)  # start -> [sent, complaints]
+    ewma: float = 0.0
+    windows_seen: int = 0
+    enterprise: str | None = None
+    quota: int | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "v": self.volume,
+                "s": self.sublet,
+                "sf": self.sublet_fired,
+                "h": self.hours,
+                "e": self.ewma,
+                "n": self.windows_seen,
+                "ent": self.enterprise,
+                "q": self.quota,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> SubjectState:
+        if not raw:
+            return cls()
+        d = json.loads(raw)
+        return cls(
+            volume={int(k): v for k, v in d["v"].items()},
+            sublet={int(k): v for k, v in d["s"].items()},
+            sublet_fired=d["sf"],
+            hours={int(k): v for k, v in d["h"].items()},
+            ewma=d["e"],
+            windows_seen=d["n"],
+            enterprise=d["ent"],
+            quota=d["q"],
+        )
+
+    def empty(self) -> bool:
+        return not (self.volume or self.sublet or self.hours)
+
+
+class SubjectStore(Protocol):
+    """Where stage 2 keeps subject states (a Faust table overlay live, a dict offline)."""
+
+    def get(self, key: str) -> SubjectState: ...
+
+    def put(self, key: str, state: SubjectState) -> None: ...
+
+
+@dataclass(slots=True)
+class Progress:
+    """Per stage-2 partition: applied offsets per source, watermarks, closed horizons."""
+
+    applied: dict[str, int] = field(default_factory=dict)
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    open_index: dict[str, set[str]] = field(default_factory=dict)  # kind|end -> keys
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {"a": self.applied, "w": {str(k): v for k, v in self.watermarks.event_ms.items()}},
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None, idle_ms: int) -> Progress:
+        p = cls(watermarks=Watermarks(idle_ms))
+        if raw:
+            d = json.loads(raw)
+            p.applied = d["a"]
+            p.watermarks.event_ms = {int(k): v for k, v in d["w"].items()}
+        return p
+
+
+PortQuota = Callable[[str], tuple[str | None, int | None]]
+
+
+class Aggregator:
+    """Applies partials and closes windows for one stage-2 partition."""
+
+    def __init__(self, cfg: TrafficConfig, quota: PortQuota) -> None:
+        self.cfg = cfg
+        self.quota = quota
+        self.late = 0
+        # (dim, subject, count) of volume windows closed since the caller last cleared it
+        self.closed_counts: list[tuple[str, str, int]] = []
+
+    @staticmethod
+    def key(dim: str, subject: str) -> str:
+        return f"{dim}|{subject}"
+
+    def apply(
+        self,
+        partial: Partial,
+        progress: Progress,
+        store: SubjectStore,
+        wall_ms: int,
+        detected_at: dt.datetime,
+    ) -> list[Alert]:
+        """Apply one partial; returns the alerts of thresholds crossed by it."""
+        cfg = self.cfg
+        if partial.watermark is not None:
+            progress.watermarks.advance(partial.logical, partial.watermark, wall_ms)
+        else:
+            progress.watermarks.seen_wall_ms.setdefault(partial.logical, wall_ms)
+        after = progress.applied.get(partial.source, -1)
+        if partial.hi <= after:
+            return []  # a replay of something already applied
+        alerts: list[Alert] = []
+        wm = progress.watermarks.combined(wall_ms)
+        touched: dict[str, SubjectState] = {}
+
+        def state(dim: str, subject: str) -> SubjectState:
+            k = self.key(dim.removeprefix(COMPLAINT_PREFIX), subject)
+            st = touched.get(k)
+            if st is None:
+                st = touched[k] = store.get(k)
+            return st
+
+        for (dim, subject, w), offsets in partial.counts.items():
+            n = sum(1 for o in offsets if o > after)
+            if n == 0:
+                continue
+            st = state(dim, subject)
+            k = self.key(dim.removeprefix(COMPLAINT_PREFIX), subject)
+            if dim.startswith(COMPLAINT_PREFIX):
+                if cfg.complaint.closable(w, wm) and w not in st.hours:
+                    self.late += n
+                    continue
+                st.hours.setdefault(w, [0, 0])[1] += n
+                progress.open_index.setdefault(f"h|{cfg.complaint.end(w)}", set()).add(k)
+                continue
+            if cfg.volume.closable(w, wm) and w not in st.volume:
+                self.late += n
+                continue
+            ent = partial.meta.get((dim, subject))
+            if ent is not None:
+                st.enterprise = ent
+            if dim == DIM_PORT:
+                st.enterprise, st.quota = self.quota(subject)
+            win = st.volume.setdefault(w, [0, 0])
+            win[0] += n
+            progress.open_index.setdefault(f"v|{cfg.volume.end(w)}", set()).add(k)
+            if dim in (DIM_PORT, DIM_SIGNATURE):
+                h = cfg.complaint.start(w)
+                st.hours.setdefault(h, [0, 0])[0] += n
+                progress.open_index.setdefault(f"h|{cfg.complaint.end(h)}", set()).add(k)
+            if st.quota is not None and win[0] > st.quota and not win[1]:
+                win[1] = 1
+                alerts.append(
+                    self._spike(
+                        dim,
+                        subject,
+                        w,
+                        win[0],
+                        st.quota,
+                        None,
+                        st,
+                        detected_at,
+                        f"above the port's quota of {st.quota}/min",
+                    )
+                )
+        for (kind, port, w), values in partial.sets.items():
+            st = state(DIM_PORT, port)
+            k = self.key(DIM_PORT, port)
+            if cfg.sublet.closable(w, wm) and w not in st.sublet:
+                continue
+            sets = st.sublet.setdefault(w, {})
+            vals = sets.setdefault(kind, [])
+            for v in sorted(values):
+                if v not in vals and len(vals) < cfg.max_set_values:
+                    vals.append(v)
+            progress.open_index.setdefault(f"s|{cfg.sublet.end(w)}", set()).add(k)
+            if w not in st.sublet_fired:
+                alert = self._sublet(port, w, sets, st, detected_at)
+                if alert is not None:
+                    st.sublet_fired.append(w)
+                    alerts.append(alert)
+        progress.applied[partial.source] = max(after, partial.hi)
+        for k, st in touched.items():
+            store.put(k, st)
+        return alerts
+
+    def close(
+        self, progress: Progress, store: SubjectStore, wall_ms: int, detected_at: dt.datetime
+    ) -> list[Alert]:
+        """Close every window the watermark has passed, oldest first; judge and forget them."""
+        cfg = self.cfg
+        wm = progress.watermarks.combined(wall_ms)
+        if wm is None:
+            return []
+        alerts: list[Alert] = []
+        grace = {"v": cfg.volume.grace_ms, "s": cfg.sublet.grace_ms, "h": cfg.complaint.grace_ms}
+        due = sorted(
+            (int(ik.split("|", 1)[1]), ik)
+            for ik in progress.open_index
+            if int(ik.split("|", 1)[1]) <= wm - grace[ik[0]]
+        )
+        for end, ik in due:
+            kind = ik.split("|", 1)[0]
+            for k in sorted(progress.open_index.pop(ik)):
+                st = store.get(k)
+                dim, subject = k.split("|", 1)
+                if kind == "v":
+                    start = end - cfg.volume.size_ms
+                    win = st.volume.pop(start, None)
+                    if win is not None:
+                        self.closed_counts.append((dim, subject, win[0]))
+                        alerts += self._close_volume(dim, subject, start, win, st, detected_at)
+                elif kind == "s":
+                    start = end - cfg.sublet.size_ms
+                    st.sublet.pop(start, None)
+                    if start in st.sublet_fired:
+                        st.sublet_fired.remove(start)
+                else:
+                    start = end - cfg.complaint.size_ms
+                    hour = st.hours.pop(start, None)
+                    if hour is not None:
+                        alerts += self._close_hour(dim, subject, start, hour, st, detected_at)
+                store.put(k, st)
+        return alerts
+
+    def rebuild_index(
+        self, progress: Progress, records: Iterable[tuple[str, SubjectState]]
+    ) -> None:
+        """Recreate the open-window index from stored subject states (after a restart)."""
+        cfg = self.cfg
+        for k, st in records:
+            for w in st.volume:
+                progress.open_index.setdefault(f"v|{cfg.volume.end(w)}", set()).add(k)
+            for w in st.sublet:
+                progress.open_index.setdefault(f"s|{cfg.sublet.end(w)}", set()).add(k)
+            for w in st.hours:
+                progress.open_index.setdefault(f"h|{cfg.complaint.end(w)}", set()).add(k)
+
+    # -- judgements ----------------------------------------------------------------------
+
+    def _close_volume(
+        self,
+        dim: str,
+        subject: str,
+        start: int,
+        win: list[int],
+        st: SubjectState,
+        detected_at: dt.datetime,
+    ) -> list[Alert]:
+        cfg = self.cfg
+        count, fired = win
+        out: list[Alert] = []
+        baseline = st.ewma if st.windows_seen >= cfg.spike_warmup_windows else None
+        if (
+            baseline is not None
+            and not fired
+            and count >= cfg.spike_min_count
+            and count > cfg.spike_factor * baseline
+        ):
+            threshold = max(cfg.spike_min_count, cfg.spike_factor * baseline)
+            out.append(
+                self._spike(
+                    dim,
+                    subject,
+                    start,
+                    count,
+                    threshold,
+                    baseline,
+                    st,
+                    detected_at,
+                    f"{cfg.spike_factor:g}x its learned baseline",
+                )
+            )
+        # Learn from the window, capped so a long spike keeps alerting while it lasts.
+        cap = cfg.spike_factor * st.ewma if st.windows_seen >= cfg.spike_warmup_windows else count
+        learned = min(count, cap) if cap > 0 else count
+        st.ewma = (
+            learned
+            if st.windows_seen == 0
+            else (cfg.ewma_alpha * learned + (1 - cfg.ewma_alpha) * st.ewma)
+        )
+        st.windows_seen += 1
+        return out
+
+    def _close_hour(
+        self,
+        dim: str,
+        subject: str,
+        start: int,
+        hour: list[int],
+        st: SubjectState,
+        detected_at: dt.datetime,
+    ) -> list[Alert]:
+        cfg = self.cfg
+        sent, complaints = hour
+        if complaints < cfg.complaint_min:
+            return []
+        rate = complaints * 1_000_000 / max(sent, 1)
+        if rate < cfg.complaint_per_million:
+            return []
+        end = start + cfg.complaint.size_ms
+        return [
+            Alert(
+                alert_id=aggregate_alert_id(COMPLAINT_RATE.id, dim, subject, start),
+                rule=COMPLAINT_RATE.id,
+                severity=COMPLAINT_RATE.severity,
+                ts=_dt(end),
+                detected_at=detected_at,
+                subject_type=dim,
+                subject=subject,
+                port=subject if dim == DIM_PORT else None,
+                signature=subject if dim == DIM_SIGNATURE else None,
+                enterprise=st.enterprise,
+                window_start=_dt(start),
+                window_end=_dt(end),
+                observed=round(rate, 1),
+                threshold=cfg.complaint_per_million,
+                detail=f"{complaints} complaints against {sent} messages sent in the window "
+                f"({rate:,.0f} per million; limit {cfg.complaint_per_million:,.0f} per million "
+                f"and at least {cfg.complaint_min} complaints)",
+            )
+        ]
+
+    def _spike(
+        self,
+        dim: str,
+        subject: str,
+        start: int,
+        count: int,
+        threshold: float,
+        baseline: float | None,
+        st: SubjectState,
+        detected_at: dt.datetime,
+        why: str,
+    ) -> Alert:
+        end = start + self.cfg.volume.size_ms
+        return Alert(
+            alert_id=aggregate_alert_id(VOLUME_SPIKE.id, dim, subject, start),
+            rule=VOLUME_SPIKE.id,
+            severity=VOLUME_SPIKE.severity,
+            ts=_dt(start),
+            detected_at=detected_at,
+            subject_type=dim,
+            subject=subject,
+            port=subject if dim == DIM_PORT else None,
+            signature=subject if dim == DIM_SIGNATURE else None,
+            account=subject if dim == "account" else None,
+            enterprise=st.enterprise,
+            window_start=_dt(start),
+            window_end=_dt(end),
+            observed=count,
+            threshold=round(threshold, 3),
+            baseline=None if baseline is None else round(baseline, 3),
+            detail=f"{count} messages in {self.cfg.volume.size_ms // 1000} s, {why}",
+        )
+
+    def _sublet(
+        self,
+        port: str,
+        start: int,
+        sets: dict[str, list[str]],
+        st: SubjectState,
+        detected_at: dt.datetime,
+    ) -> Alert | None:
+        cfg = self.cfg
+        sigs = len(sets.get(SET_SIGNATURE, []))
+        accts = len(sets.get(SET_ACCOUNT, []))
+        ips = len(sets.get(SET_IP, []))
+        hits = []
+        if sigs >= cfg.sublet_signatures:
+            hits.append(f"{sigs} signatures of other enterprises (limit {cfg.sublet_signatures})")
+        if accts >= cfg.sublet_accounts:
+            hits.append(f"{accts} accounts not registered on it (limit {cfg.sublet_accounts})")
+        if ips >= cfg.sublet_ips:
+            hits.append(f"{ips} source IPs of unregistered accounts (limit {cfg.sublet_ips})")
+        if not hits:
+            return None
+        end = start + cfg.sublet.size_ms
+        observed = max(sigs, accts, ips)
+        return Alert(
+            alert_id=aggregate_alert_id(PORT_SUBLET.id, DIM_PORT, port, start),
+            rule=PORT_SUBLET.id,
+            severity=PORT_SUBLET.severity,
+            ts=_dt(start),
+            detected_at=detected_at,
+            subject_type="port",
+            subject=port,
+            port=port,
+            enterprise=st.enterprise,
+            window_start=_dt(start),
+            window_end=_dt(end),
+            observed=observed,
+            threshold=min(cfg.sublet_signatures, cfg.sublet_accounts, cfg.sublet_ips),
+            detail="; ".join(hits) + f" within {cfg.sublet.size_ms // 1000} s",
+        )

@@ -1,0 +1,70 @@
+"""Event-time windowing: tumbling windows, watermarks per source with grace and idleness.
+
+The one windowing implementation of smsmon, used by the live agents and the offline audit.
+Time is epoch milliseconds of the events' `ts`; wall-clock time only decides when a source
+that has gone quiet stops holding the watermark back (idleness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Windowing:
+    """Tumbling windows of `size_ms`, accepting events up to `grace_ms` behind the watermark."""
+
+    size_ms: int
+    grace_ms: int = 10_000
+
+    def start(self, ts_ms: int) -> int:
+        """Start of the window holding `ts_ms`."""
+        return ts_ms - ts_ms % self.size_ms
+
+    def end(self, start_ms: int) -> int:
+        """End (exclusive) of the window starting at `start_ms`."""
+        return start_ms + self.size_ms
+
+    def is_late(self, ts_ms: int, watermark_ms: int | None) -> bool:
+        """A window is closed once the watermark minus grace reaches its end."""
+        if watermark_ms is None:
+            return False
+        return self.end(self.start(ts_ms)) <= watermark_ms - self.grace_ms
+
+    def closable(self, start_ms: int, watermark_ms: int | None) -> bool:
+        """True when the window starting at `start_ms` can be closed for good."""
+        return watermark_ms is not None and self.end(start_ms) <= watermark_ms - self.grace_ms
+
+
+class Watermarks:
+    """Event-time progress of several sources; the combined watermark is their minimum.
+
+    A source that has not advanced for `idle_ms` of wall-clock time no longer holds the
+    combined watermark back (so quiet partitions don't stall window closing); it rejoins when
+    it advances again.
+    """
+
+    def __init__(self, idle_ms: int = 30_000) -> None:
+        self.idle_ms = idle_ms
+        self.event_ms: dict[Hashable, int] = {}
+        self.seen_wall_ms: dict[Hashable, int] = {}
+
+    def advance(self, source: Hashable, ts_ms: int, wall_ms: int) -> None:
+        """Record that `source` has reached event time `ts_ms` (never moves backwards)."""
+        if ts_ms > self.event_ms.get(source, -1):
+            self.event_ms[source] = ts_ms
+            self.seen_wall_ms[source] = wall_ms
+        elif source not in self.seen_wall_ms:
+            self.seen_wall_ms[source] = wall_ms
+
+    def combined(self, wall_ms: int) -> int | None:
+        """Minimum event time over the active sources (None before any source reported)."""
+        active = [
+            ts
+            for src, ts in self.event_ms.items()
+            if wall_ms - self.seen_wall_ms.get(src, wall_ms) < self.idle_ms
+        ]
+        if active:
+            return min(active)
+        return max(self.event_ms.values()) if self.event_ms else None
