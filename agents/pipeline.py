@@ -70,6 +70,23 @@ class TableState:
         self.recent_overlay.set(msisdn.encode(), senders.encode(), self.writer)
 
 
+def content_checker(settings: Settings) -> Any:
+    """The content rules configured by settings (None when turned off)."""
+    if not settings.content_rules_enabled:
+        return None
+    from .content.checks import ContentChecker
+    from .content.classifier import MarketingClassifier
+    from .content.hours import AllowedHours
+
+    hours = AllowedHours(
+        start=settings.allowed_hours_start,
+        end=settings.allowed_hours_end,
+        tz=settings.allowed_hours_tz or settings.timezone,
+        enabled=settings.quiet_hours_enabled,
+    )
+    return ContentChecker(MarketingClassifier.load(), hours)
+
+
 def _header(message: Any, name: str) -> bytes | None:
     headers = message.headers or ()
     items: Iterable[tuple[str, bytes]] = headers.items() if isinstance(headers, dict) else headers
@@ -94,6 +111,7 @@ class Pipeline:
                 hasher=MsisdnHasher(settings.require_secret(), settings.msisdn_key_id),
                 recent_capacity=settings.recent_ports_per_msisdn,
                 recent_horizon_ms=int(settings.recent_horizon_days * 86_400_000),
+                content=content_checker(settings),
             ),
         )
         self.dedup = Deduper(settings.dedup_capacity)

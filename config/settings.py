@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,6 +48,14 @@ class Settings(BaseSettings):
 
     # Time
     timezone: str = "Asia/Shanghai"
+
+    # Content rules (time.quiet_hours): marketing allowed from start (inclusive) to end
+    # (exclusive), local time in allowed_hours_tz (default: SMSMON_TIMEZONE)
+    quiet_hours_enabled: bool = True
+    allowed_hours_start: dt.time = dt.time(8, 0)
+    allowed_hours_end: dt.time = dt.time(21, 0)
+    allowed_hours_tz: str | None = None
+    content_rules_enabled: bool = True
 
     # Metrics endpoint
     metrics_port: int = Field(default=9108, ge=0, le=65535)

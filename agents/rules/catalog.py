@@ -32,6 +32,14 @@ SIGNATURE_SCOPE = Rule("signature.scope", Severity.MAJOR, "signature used outsid
 CONSENT_MISSING = Rule("consent.missing", Severity.MAJOR, "marketing without recorded consent")
 CONSENT_REVOKED = Rule("consent.revoked", Severity.CRITICAL, "marketing after unsubscribe")
 
+CONTENT_OPTOUT_MISSING = Rule(
+    "content.optout_missing", Severity.MAJOR, "marketing without a way to refuse"
+)
+CONTENT_MISDECLARED = Rule(
+    "content.misdeclared", Severity.MAJOR, "marketing declared as notification/verification"
+)
+TIME_QUIET_HOURS = Rule("time.quiet_hours", Severity.MINOR, "marketing outside allowed hours")
+
 PER_MESSAGE_RULES: tuple[Rule, ...] = (
     PORT_UNREGISTERED,
     PORT_SUSPENDED,
@@ -42,6 +50,9 @@ PER_MESSAGE_RULES: tuple[Rule, ...] = (
     SIGNATURE_SCOPE,
     CONSENT_MISSING,
     CONSENT_REVOKED,
+    CONTENT_OPTOUT_MISSING,
+    CONTENT_MISDECLARED,
+    TIME_QUIET_HOURS,
 )
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in PER_MESSAGE_RULES}
 

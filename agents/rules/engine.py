@@ -25,7 +25,7 @@ from smsmon.streams.models import (
 )
 
 from . import catalog as R
-from .compliance import MtVerdict, check_mt
+from .compliance import Finding, MtVerdict, check_mt
 from .consent import ConsentState, Merge, RecentSender, RecentSenders, is_unsubscribe, merge_consent
 from .reference import ReferenceBook
 
@@ -129,13 +129,20 @@ class Deduper:
         return False
 
 
+class ContentRules(Protocol):
+    """Content checks of an mt event (agents/content/checks.py)."""
+
+    def check(self, event: MtEvent) -> list[Finding]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """Bounds and keys the engine needs."""
+    """Bounds and keys the engine needs; `content` adds the content rules when given."""
 
     hasher: MsisdnHasher
     recent_capacity: int = 8
     recent_horizon_ms: int = 30 * 86_400_000
+    content: ContentRules | None = None
 
 
 @dataclass(slots=True)
@@ -178,6 +185,8 @@ class Engine:
 
     def _on_mt(self, event: MtEvent, state: State, detected_at: dt.datetime) -> Outcome:
         verdict = check_mt(event, self.book, state.consent)
+        if self.config.content is not None:
+            verdict.findings.extend(self.config.content.check(event))
         out = Outcome(verdict=verdict)
         if verdict.findings:
             msisdn_hash = self.config.hasher(event.msisdn)

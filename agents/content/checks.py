@@ -1,0 +1,80 @@
+"""The content rules of an mt event: opt-out present, declared category honest, allowed hours."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from smsmon.agents.rules import catalog as R
+from smsmon.agents.rules.compliance import Finding
+from smsmon.streams.models import Category, MtEvent
+
+from .classifier import MarketingClassifier, Verdict, mask_text
+from .hours import AllowedHours, outside_allowed_hours
+from .optout import has_optout
+
+
+class ContentChecker:
+    """Applies content.optout_missing, content.misdeclared and time.quiet_hours.
+
+    The classifier runs only for messages declared notification or verification; its verdict
+    depends on the masked text alone (digits and links masked), so verdicts are cached by
+    masked text: templated traffic (codes, delivery notices) is classified once per template.
+    """
+
+    def __init__(
+        self,
+        classifier: MarketingClassifier,
+        hours: AllowedHours,
+        cache_size: int = 50_000,
+    ) -> None:
+        self.classifier = classifier
+        self.hours = hours
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Verdict] = OrderedDict()
+
+    def verdict(self, text: str) -> Verdict:
+        """Classifier verdict for `text`, cached by its masked form."""
+        key = mask_text(text)
+        v = self._cache.get(key)
+        if v is None:
+            v = self.classifier.classify(text)
+            self._cache[key] = v
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return v
+
+    def check(self, event: MtEvent) -> list[Finding]:
+        """Content findings for one mt event (never quoting the text or its digits)."""
+        out: list[Finding] = []
+        if event.category is Category.MARKETING:
+            why = "declared marketing"
+        else:
+            v = self.verdict(event.text)
+            if not v.is_marketing:
+                return out
+            feats = ", ".join(v.top_features) or "none reportable"
+            why = f"classifier score {v.score:.3f} (features: {feats})"
+            out.append(
+                Finding(
+                    R.CONTENT_MISDECLARED,
+                    f"declared {event.category.value} but the text is marketing: {why}; "
+                    f"threshold {self.classifier.threshold:g}",
+                )
+            )
+        if not has_optout(event.text):
+            out.append(
+                Finding(
+                    R.CONTENT_OPTOUT_MISSING,
+                    f"marketing ({why}) without an opt-out instruction such as 回T退订",
+                )
+            )
+        if self.hours.enabled and outside_allowed_hours(event.ts, self.hours):
+            how = "declared" if event.category is Category.MARKETING else "judged"
+            out.append(
+                Finding(
+                    R.TIME_QUIET_HOURS,
+                    f"marketing ({how}) sent outside "
+                    f"{self.hours.start:%H:%M}-{self.hours.end:%H:%M} {self.hours.tz}",
+                )
+            )
+        return out
