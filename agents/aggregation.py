@@ -14,7 +14,6 @@ from typing import Any
 
 from smsmon.config.settings import Settings
 from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
-from smsmon.streams.codec import encode_alert
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.models import Alert
 
@@ -131,15 +130,9 @@ class Aggregation:
             self._publish(alert, t_batch)
 
     def _publish(self, alert: Alert, t_in: float) -> None:
-        latency = self.metrics.detection_latency
+        from .pipeline import publish_alert
 
-        def acked(_: Any) -> None:
-            latency.observe(time.monotonic() - t_in)
-
-        self.w.alerts.send_soon(
-            key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked
-        )
-        self.metrics.alerts.labels(alert.rule, alert.severity.value).inc()
+        publish_alert(self.w, self.metrics, self.book, alert, t_in)
 
     def _top_subjects(self) -> None:
         closed = self.aggregator.closed_counts

@@ -70,6 +70,23 @@ class TableState:
         self.recent_overlay.set(msisdn.encode(), senders.encode(), self.writer)
 
 
+def publish_alert(
+    w: Wiring, metrics: Metrics, book: ReferenceBook, alert: Alert, t_in: float
+) -> None:
+    """Publish an alert unless an exemption covers it (then only count it as suppressed)."""
+    sev = alert.severity.value
+    if book.exemptions.by_id and book.exemptions.match(alert) is not None:
+        metrics.alerts_suppressed.labels(alert.rule, sev).inc()
+        return
+    latency = metrics.detection_latency
+
+    def acked(_: Any) -> None:
+        latency.observe(time.monotonic() - t_in)
+
+    w.alerts.send_soon(key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked)
+    metrics.alerts.labels(alert.rule, sev).inc()
+
+
 def content_checker(settings: Settings) -> Any:
     """The content rules configured by settings (None when turned off)."""
     if not settings.content_rules_enabled:
@@ -114,6 +131,7 @@ class Pipeline:
                 content=content_checker(settings),
             ),
         )
+        self.book.exemptions.hasher = self.engine.config.hasher
         self.dedup = Deduper(settings.dedup_capacity)
         self.state = TableState(wiring.consent, wiring.recent)
         self.state.flood_overlay = BatchOverlay(wiring.flood.get)
@@ -131,10 +149,15 @@ class Pipeline:
             settings.topic_signatures: "signatures",
             settings.rekey_topic: "rekey",
             settings.topic_complaints: "complaints",
+            settings.topic_exemptions: "exemptions",
         }
         from .aggregation import Aggregation
 
         self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
+
+    def _port_of(self, port: str) -> str:
+        rec = self.book.port_for(port)
+        return rec.port if rec is not None else port
 
     def register(self) -> None:
         """Attach agents, the reference loader and gauges to the app."""
@@ -149,6 +172,12 @@ class Pipeline:
         from smsmon.streams.models import SCHEMA_VERSION
 
         self.metrics.build_info.labels(__version__, str(SCHEMA_VERSION)).set(1)
+        # Create every rule's series at 0 so that rate()/increase() see the first alert.
+        from .rules import catalog, traffic
+
+        for rule in (*catalog.PER_MESSAGE_RULES, *traffic.AGGREGATE_RULES):
+            self.metrics.alerts.labels(rule.id, rule.severity.value)
+            self.metrics.alerts_suppressed.labels(rule.id, rule.severity.value)
 
     async def _on_rebalance(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         self.metrics.rebalances.inc()
@@ -243,6 +272,9 @@ class Pipeline:
                     if not rekeyed and target != m.partition:
                         self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
                         continue
+                    if self.dedup.seen("c:" + complaint.complaint_id):
+                        metrics.duplicates.inc()
+                        continue
                     source = f"{'r' if rekeyed else 'e'}{m.partition}"
                     recent = state.recent(complaint.msisdn).marketing()
                     targets = self.stage1.on_complaint(
@@ -305,15 +337,7 @@ class Pipeline:
     # -- outputs --------------------------------------------------------------------------
 
     def _publish_alert(self, alert: Alert, t_in: float) -> None:
-        latency = self.metrics.detection_latency
-
-        def acked(_: Any) -> None:
-            latency.observe(time.monotonic() - t_in)
-
-        self.w.alerts.send_soon(
-            key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked
-        )
-        self.metrics.alerts.labels(alert.rule, alert.severity.value).inc()
+        publish_alert(self.w, self.metrics, self.book, alert, t_in)
 
     def _publish_consent(self, record: ConsentRecord) -> None:
         self.w.consent_out.send_soon(
@@ -347,6 +371,7 @@ class Pipeline:
     def _book_changed(self, book: ReferenceBook) -> None:
         self.metrics.reference_entries.labels("ports").set(len(book.ports))
         self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
+        self.metrics.reference_entries.labels("exemptions").set(len(book.exemptions))
 
     async def refresh_gauges(self) -> None:
         self._refresh_lag()

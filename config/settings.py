@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     topic_signatures: str = "sms.ref.signatures"
     topic_consent: str = "sms.ref.consent"
     topic_complaints: str = "sms.complaints"
+    topic_exemptions: str = "sms.ref.exemptions"
     topic_alerts: str = "sms.alerts"
     topic_dlq: str = "sms.events.dlq"
 

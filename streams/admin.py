@@ -9,7 +9,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from smsmon.config.settings import Settings
 
@@ -62,6 +62,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.counts_topic, n, {}, True),
         TopicSpec(settings.topic_ports, 1, COMPACT, False),
         TopicSpec(settings.topic_signatures, 1, COMPACT, False),
+        TopicSpec(settings.topic_exemptions, 1, COMPACT, False),
         TopicSpec(settings.topic_alerts, n, {}, False),
         # Dead letters hold raw subscriber data: short retention (7 days) by default.
         TopicSpec(settings.topic_dlq, 1, {"retention.ms": str(7 * 86_400_000)}, False),
@@ -74,9 +75,37 @@ def changelog_topics(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{t}-changelog" for t in tables]
 
 
+class KafkaUnreachableError(SystemExit):
+    """The broker could not be reached or refused our credentials."""
+
+
+def connect_admin(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
+    """An admin client, or a clear error within `timeout_s` (never an endless retry)."""
+    try:
+        return KafkaAdminClient(
+            client_id=f"{settings.app_id}-admin",
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            **kafka_client_config(settings),
+        )
+    except (KafkaError, OSError, ValueError) as exc:
+        auth = ""
+        if settings.kafka_security_protocol.startswith("SASL"):
+            auth = (
+                f" with SASL {settings.kafka_sasl_mechanism} as "
+                f"{settings.kafka_sasl_username!r}"
+            )
+        raise KafkaUnreachableError(
+            f"smsmon: cannot connect to Kafka at {settings.kafka_bootstrap} "
+            f"({settings.kafka_security_protocol}{auth}) within {timeout_s:.0f} s: "
+            f"{type(exc).__name__}: {exc}. Check SMSMON_KAFKA_BOOTSTRAP, the security "
+            "protocol and the credentials."
+        ) from None
+
+
 def ensure_topics(settings: Settings) -> None:
     """Create missing topics; raise TopicLayoutError if existing ones don't fit."""
-    admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **kafka_client_config(settings))
+    admin = connect_admin(settings)
     try:
         existing = {
             (t.get("name") or t.get("topic")): len(t["partitions"])

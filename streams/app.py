@@ -102,7 +102,9 @@ def build_app(settings: Settings) -> Wiring:
         partitions=n,
         **raw,
     )
-    reference = app.topic(settings.topic_ports, settings.topic_signatures, **raw)
+    reference = app.topic(
+        settings.topic_ports, settings.topic_signatures, settings.topic_exemptions, **raw
+    )
     rekey = app.topic(settings.rekey_topic, partitions=n, internal=False, **raw)
     consent_out = app.topic(settings.topic_consent, partitions=n, **raw)
     alerts = app.topic(settings.topic_alerts, **raw)

@@ -21,8 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from smsmon.agents.rules.reference import ReferenceBook
 from smsmon.config.settings import Settings
 
+from .canonical import CanonicalError
 from .codec import DecodeContext, DecodeError, decode_model, port_key, signature_key
-from .models import PortRecord, SignatureRecord
+from .models import Exemption, PortRecord, SignatureRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def apply_reference(
     value: bytes | None,
     ctx: DecodeContext,
 ) -> str:
-    """Validate one reference record and apply it to `book`; returns 'port' or 'signature'.
+    """Validate one reference record and apply it to `book` (port, signature or exemption).
 
     Raises DecodeError (with its dead-letter reason) and leaves the book unchanged.
     """
@@ -49,6 +50,24 @@ def apply_reference(
             raise DecodeError("schema:key", "key and value name different ports")
         book.put_port(code, port)
         return "port"
+    if topic == settings.topic_exemptions:
+        try:
+            eid = (key or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("schema:key", "exemption key is not UTF-8") from None
+        if not eid:
+            raise DecodeError("schema:key", "exemption key is empty")
+        if value is None:
+            book.exemptions.put(eid, None)
+            return "exemption"
+        exemption = decode_model(Exemption, value, ctx)
+        if exemption.exemption_id != eid:
+            raise DecodeError("schema:key", "key and value name different exemptions")
+        try:
+            book.exemptions.put(eid, exemption)
+        except CanonicalError as exc:
+            raise DecodeError("schema:subject", str(exc)) from None
+        return "exemption"
     sig = signature_key(key)
     if value is None:
         book.put_signature(sig, None)
@@ -107,7 +126,7 @@ class ReferenceLoader:
         await consumer.start()
         try:
             tps: list[TopicPartition] = []
-            for topic in (s.topic_ports, s.topic_signatures):
+            for topic in (s.topic_ports, s.topic_signatures, s.topic_exemptions):
                 parts = await self._partitions(consumer, topic)
                 tps += [TopicPartition(topic, p) for p in parts]
             consumer.assign(tps)

@@ -24,6 +24,12 @@ class Metrics:
             ["rule", "severity"],
             registry=registry,
         )
+        self.alerts_suppressed = Counter(
+            "smsmon_alerts_suppressed_total",
+            "Alerts not published because an approved, unexpired exemption covers them.",
+            ["rule", "severity"],
+            registry=registry,
+        )
         self.invalid = Counter(
             "smsmon_invalid_events_total",
             "Records sent to the dead-letter topic, by reason and source.",

@@ -232,6 +232,23 @@ class Complaint(_Wire):
     category: str | None = Field(default=None, max_length=50)
 
 
+class Exemption(_Wire):
+    """An approved exception: alerts of `rule` about `subject` are suppressed until `expires_at`.
+
+    `subject_type` names what `subject` is: a port code (matches the port and its extensions),
+    a signature, an account, an enterprise, or an msisdn (compared through its keyed hash).
+    `rule` may be `*` for every rule.
+    """
+
+    exemption_id: Name
+    rule: Name
+    subject_type: Literal["port", "signature", "account", "enterprise", "msisdn"]
+    subject: Name
+    expires_at: Timestamp
+    reason: str = Field(min_length=1, max_length=1_000)
+    approver: Name
+
+
 class Alert(BaseModel):
     """One broken rule, with evidence; never the raw msisdn or message text."""
 
@@ -291,6 +308,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "signature-record.schema.json": SignatureRecord.model_json_schema(),
         "consent-record.schema.json": ConsentRecord.model_json_schema(),
         "complaint.schema.json": Complaint.model_json_schema(),
+        "exemption.schema.json": Exemption.model_json_schema(),
         "alert.schema.json": Alert.model_json_schema(),
         "dead-letter.schema.json": DeadLetter.model_json_schema(),
     }

@@ -49,6 +49,7 @@ class SubjectState:
     hours: dict[int, list[int]] = field(default_factory=dict)  # start -> [sent, complaints]
     ewma: float = 0.0
     windows_seen: int = 0
+    prev_hour: list[int] = field(default_factory=lambda: [-1, 0])  # [start, sent]
     enterprise: str | None = None
     quota: int | None = None
 
@@ -61,6 +62,7 @@ class SubjectState:
                 "h": self.hours,
                 "e": self.ewma,
                 "n": self.windows_seen,
+                "ph": self.prev_hour,
                 "ent": self.enterprise,
                 "q": self.quota,
             },
@@ -80,6 +82,7 @@ class SubjectState:
             hours={int(k): v for k, v in d["h"].items()},
             ewma=d["e"],
             windows_seen=d["n"],
+            prev_hour=d.get("ph", [-1, 0]),
             enterprise=d["ent"],
             quota=d["q"],
         )
@@ -103,10 +106,19 @@ class Progress:
     applied: dict[str, int] = field(default_factory=dict)
     watermarks: Watermarks = field(default_factory=Watermarks)
     open_index: dict[str, set[str]] = field(default_factory=dict)  # kind|end -> keys
+    # Per window kind ("v" volume, "s" sublet, "h" complaint hour): every window ending at
+    # or before this instant has been judged. Contributions to such windows are late. Kept
+    # separately from the watermark because the combined watermark can move backwards when
+    # an idle source rejoins; a judged window must never be reopened.
+    closed: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"a": self.applied, "w": {str(k): v for k, v in self.watermarks.event_ms.items()}},
+            {
+                "a": self.applied,
+                "w": {str(k): v for k, v in self.watermarks.event_ms.items()},
+                "c": self.closed,
+            },
             separators=(",", ":"),
         ).encode()
 
@@ -117,7 +129,12 @@ class Progress:
             d = json.loads(raw)
             p.applied = d["a"]
             p.watermarks.event_ms = {int(k): v for k, v in d["w"].items()}
+            p.closed = d.get("c", {})
         return p
+
+    def is_closed(self, kind: str, window_end: int) -> bool:
+        """True if the window of `kind` ending at `window_end` was already judged."""
+        return window_end <= self.closed.get(kind, -1)
 
 
 PortQuota = Callable[[str], tuple[str | None, int | None]]
@@ -155,7 +172,6 @@ class Aggregator:
         if partial.hi <= after:
             return []  # a replay of something already applied
         alerts: list[Alert] = []
-        wm = progress.watermarks.combined(wall_ms)
         touched: dict[str, SubjectState] = {}
 
         def state(dim: str, subject: str) -> SubjectState:
@@ -172,13 +188,13 @@ class Aggregator:
             st = state(dim, subject)
             k = self.key(dim.removeprefix(COMPLAINT_PREFIX), subject)
             if dim.startswith(COMPLAINT_PREFIX):
-                if cfg.complaint.closable(w, wm) and w not in st.hours:
+                if progress.is_closed("h", cfg.complaint.end(w)):
                     self.late += n
                     continue
                 st.hours.setdefault(w, [0, 0])[1] += n
                 progress.open_index.setdefault(f"h|{cfg.complaint.end(w)}", set()).add(k)
                 continue
-            if cfg.volume.closable(w, wm) and w not in st.volume:
+            if progress.is_closed("v", cfg.volume.end(w)):
                 self.late += n
                 continue
             ent = partial.meta.get((dim, subject))
@@ -189,8 +205,10 @@ class Aggregator:
             win = st.volume.setdefault(w, [0, 0])
             win[0] += n
             progress.open_index.setdefault(f"v|{cfg.volume.end(w)}", set()).add(k)
-            if dim in (DIM_PORT, DIM_SIGNATURE):
-                h = cfg.complaint.start(w)
+            h = cfg.complaint.start(w)
+            if dim in (DIM_PORT, DIM_SIGNATURE) and not progress.is_closed(
+                "h", cfg.complaint.end(h)
+            ):
                 st.hours.setdefault(h, [0, 0])[0] += n
                 progress.open_index.setdefault(f"h|{cfg.complaint.end(h)}", set()).add(k)
             if st.quota is not None and win[0] > st.quota and not win[1]:
@@ -211,7 +229,8 @@ class Aggregator:
         for (kind, port, w), values in partial.sets.items():
             st = state(DIM_PORT, port)
             k = self.key(DIM_PORT, port)
-            if cfg.sublet.closable(w, wm) and w not in st.sublet:
+            if progress.is_closed("s", cfg.sublet.end(w)):
+                self.late += 1
                 continue
             sets = st.sublet.setdefault(w, {})
             vals = sets.setdefault(kind, [])
@@ -238,11 +257,16 @@ class Aggregator:
         if wm is None:
             return []
         alerts: list[Alert] = []
-        grace = {"v": cfg.volume.grace_ms, "s": cfg.sublet.grace_ms, "h": cfg.complaint.grace_ms}
+        windowing = {"v": cfg.volume, "s": cfg.sublet, "h": cfg.complaint}
+        for kind, spec in windowing.items():
+            # every window ending at or before wm - grace is closed from now on
+            horizon = spec.start(wm - spec.grace_ms)
+            if horizon > progress.closed.get(kind, -1):
+                progress.closed[kind] = horizon
         due = sorted(
             (int(ik.split("|", 1)[1]), ik)
             for ik in progress.open_index
-            if int(ik.split("|", 1)[1]) <= wm - grace[ik[0]]
+            if progress.is_closed(ik[0], int(ik.split("|", 1)[1]))
         )
         for end, ik in due:
             kind = ik.split("|", 1)[0]
@@ -316,13 +340,14 @@ class Aggregator:
                     f"{cfg.spike_factor:g}x its learned baseline",
                 )
             )
-        # Learn from the window, capped so a long spike keeps alerting while it lasts.
-        cap = cfg.spike_factor * st.ewma if st.windows_seen >= cfg.spike_warmup_windows else count
-        learned = min(count, cap) if cap > 0 else count
+        # Learn only from windows that did not alert (spike or quota), so a spike lasting ten
+        # minutes alerts in every one of its windows instead of becoming the new normal.
+        if out or fired:
+            return out
         st.ewma = (
-            learned
+            float(count)
             if st.windows_seen == 0
-            else (cfg.ewma_alpha * learned + (1 - cfg.ewma_alpha) * st.ewma)
+            else cfg.ewma_alpha * count + (1 - cfg.ewma_alpha) * st.ewma
         )
         st.windows_seen += 1
         return out
@@ -338,6 +363,12 @@ class Aggregator:
     ) -> list[Alert]:
         cfg = self.cfg
         sent, complaints = hour
+        # Complaints trail the messages they are about: rate them against the sends of this
+        # window and the one before it.
+        prev_start, prev_sent = st.prev_hour
+        if prev_start == start - cfg.complaint.size_ms:
+            sent += prev_sent
+        st.prev_hour = [start, hour[0]]
         if complaints < cfg.complaint_min:
             return []
         rate = complaints * 1_000_000 / max(sent, 1)
@@ -360,7 +391,8 @@ class Aggregator:
                 window_end=_dt(end),
                 observed=round(rate, 1),
                 threshold=cfg.complaint_per_million,
-                detail=f"{complaints} complaints against {sent} messages sent in the window "
+                detail=f"{complaints} complaints against {sent} messages sent in this and the "
+                "previous window "
                 f"({rate:,.0f} per million; limit {cfg.complaint_per_million:,.0f} per million "
                 f"and at least {cfg.complaint_min} complaints)",
             )

@@ -5,6 +5,7 @@ the live agents (same Engine, Stage1 and Aggregator), used by the look-back audi
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from .consent import RecentSenders
 from .engine import DictState, Engine, EngineConfig
 from .reference import ReferenceBook
 from .traffic import FloodState, Stage1, TrafficConfig
+from .windows import Watermarks
 
 Record = MtEvent | MoEvent | Complaint | ConsentRecord
 
@@ -57,30 +59,47 @@ class OfflineRunner:
         self.engine = Engine(book, engine_config)
         self.state = DictState()
         self.traffic = traffic or TrafficConfig()
-        self.stage1 = Stage1(self.traffic, 1, engine_config.hasher)
+        self.stage1 = Stage1(self.traffic, 1, engine_config.hasher, self._port_of)
         self.aggregator = Aggregator(self.traffic, self._quota)
-        self.progress = Progress()
+        self.progress = Progress(watermarks=Watermarks(self.traffic.idle_ms))
         self.subjects = _Subjects()
         self.floods: dict[str, FloodState] = {}
         self.book = book
         self.batch = batch
         self._seen: set[str] = set()
+        self.suppressed: Counter[str] = Counter()
+        book.exemptions.hasher = engine_config.hasher
         self._offset = 0
+
+    def _port_of(self, port: str) -> str:
+        rec = self.book.port_for(port)
+        return rec.port if rec is not None else port
 
     def _quota(self, port: str) -> tuple[str | None, int | None]:
         rec = self.book.ports.get(port)
         return (rec.enterprise, rec.max_per_minute) if rec is not None else (None, None)
 
     def run(self, records: Iterable[Record]) -> Iterator[Alert]:
-        """Process records, yielding alerts as they are decided; flushes at the end."""
+        """Process records, yielding alerts as they are decided; flushes at the end.
+
+        Alerts covered by an exemption are not yielded; they are counted in `suppressed`.
+        """
         pending = 0
         for rec in records:
-            yield from self.process(rec)
+            yield from self._unless_exempt(self.process(rec))
             pending += 1
             if pending >= self.batch:
-                yield from self.flush()
+                yield from self._unless_exempt(self.flush())
                 pending = 0
-        yield from self.flush()
+        yield from self._unless_exempt(self.flush())
+
+    def _unless_exempt(self, alerts: list[Alert]) -> Iterator[Alert]:
+        exemptions = self.book.exemptions
+        for alert in alerts:
+            if exemptions.by_id and exemptions.match(alert) is not None:
+                self.suppressed[alert.rule] += 1
+            else:
+                yield alert
 
     def process(self, rec: Record) -> list[Alert]:
         """One record; its time is its own `ts` (wall time is irrelevant offline)."""
@@ -92,6 +111,9 @@ class OfflineRunner:
             self.engine.on_consent(rec.msisdn, rec.enterprise, rec, self.state)
             return []
         if isinstance(rec, Complaint):
+            if "c:" + rec.complaint_id in self._seen:
+                return []
+            self._seen.add("c:" + rec.complaint_id)
             recent = self.state.recent(rec.msisdn).marketing()
             self.stage1.on_complaint("f", 0, off, rec, recent, wall)
             return []
@@ -118,11 +140,13 @@ class OfflineRunner:
         return out
 
     def finish(self) -> list[Alert]:
-        """Close every remaining window (end of input: time runs out)."""
+        """Close every remaining window (end of input: time runs out); exemptions apply."""
+        out = self.flush()
         now = dt.datetime.now(dt.UTC)
         far = 2**62
-        self.progress.watermarks.advance(0, far, 0)
-        return self.aggregator.close(self.progress, self.subjects, far, now)
+        self.progress.watermarks.advance(0, far, far)
+        out += self.aggregator.close(self.progress, self.subjects, far, now)
+        return list(self._unless_exempt(out))
 
     def recent(self, msisdn: str) -> RecentSenders:
         return self.state.recent(msisdn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from smsmon.streams.canonical import canonical_signature
 from smsmon.streams.models import PortRecord, SignatureRecord
 
+from .exemptions import ExemptionBook
+
 
 class ReferenceBook:
     """Ports by registered code and signatures by normalised text; small, held in memory."""
@@ -12,6 +14,7 @@ class ReferenceBook:
     def __init__(self) -> None:
         self.ports: dict[str, PortRecord] = {}
         self.signatures: dict[str, SignatureRecord] = {}
+        self.exemptions = ExemptionBook()
         self._max_port_len = 0
 
     def put_port(self, code: str, record: PortRecord | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,18 +78,28 @@ def subject_partition(dim: str, subject: str, partitions: int) -> int:
 
 
 @dataclass(slots=True)
-class FloodState:
-    """One subscriber's current flood window, with the offsets already applied."""
+class FloodWindow:
+    """Counts of one flood window of one subscriber."""
 
-    window: int = -1
     total: int = 0
     by_enterprise: dict[str, int] = field(default_factory=dict)
-    fired: list[str] = field(default_factory=list)
+    fired: bool = False
+
+
+@dataclass(slots=True)
+class FloodState:
+    """One subscriber's flood windows (the current and the previous one, for stragglers
+    within grace), with the source offsets already applied."""
+
+    windows: dict[int, FloodWindow] = field(default_factory=dict)
     applied: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps(
-            [self.window, self.total, self.by_enterprise, self.fired, self.applied],
+            [
+                {str(w): [f.total, f.by_enterprise, f.fired] for w, f in self.windows.items()},
+                self.applied,
+            ],
             separators=(",", ":"),
             ensure_ascii=False,
         ).encode()
@@ -97,8 +108,8 @@ class FloodState:
     def decode(cls, raw: bytes | None) -> FloodState:
         if not raw:
             return cls()
-        w, t, e, f, a = json.loads(raw)
-        return cls(w, t, e, f, a)
+        wins, applied = json.loads(raw)
+        return cls({int(w): FloodWindow(t, e, f) for w, (t, e, f) in wins.items()}, applied)
 
 
 def count_flood(
@@ -112,54 +123,59 @@ def count_flood(
     hasher: MsisdnHasher,
     detected_at: Any,
 ) -> list[Alert]:
-    """Count one mt to its recipient; returns a flood alert the first time a bound is crossed.
+    """Count one mt to its recipient; returns a flood alert the first time a bound is crossed
+    in a window (one alert per subscriber and window).
 
     Idempotent per source offset: an offset at or below the last one applied from `source`
-    is ignored, so a replay after a crash does not count twice.
+    is ignored, so a replay after a crash does not count twice. The caller has already
+    checked the event is not late; the previous window is kept so stragglers count.
     """
     if state.applied.get(source, -1) >= offset:
         return []
     state.applied[source] = offset
     w = cfg.flood.start(ts_ms)
-    if w > state.window:
-        state.window, state.total, state.by_enterprise, state.fired = w, 0, {}, []
-    elif w < state.window:
-        return []  # an older window than the current one: within grace but already replaced
-    state.total += 1
+    latest = max(state.windows, default=w)
+    if w < latest - cfg.flood.size_ms:
+        return []  # older than the previous window: beyond any grace this state keeps
+    win = state.windows.get(w)
+    if win is None:
+        win = state.windows[w] = FloodWindow()
+        for old in [k for k in state.windows if k < max(w, latest) - cfg.flood.size_ms]:
+            del state.windows[old]
+    win.total += 1
     sender = enterprise or f"port:{event.port}"
-    if sender in state.by_enterprise or len(state.by_enterprise) < cfg.max_set_values:
-        state.by_enterprise[sender] = state.by_enterprise.get(sender, 0) + 1
-    out: list[Alert] = []
+    if sender in win.by_enterprise or len(win.by_enterprise) < cfg.max_set_values:
+        win.by_enterprise[sender] = win.by_enterprise.get(sender, 0) + 1
+    if win.fired:
+        return []
+    n_sender = win.by_enterprise.get(sender, 0)
+    if win.total > cfg.flood_total:
+        observed, threshold, what = win.total, cfg.flood_total, "messages from all senders"
+    elif n_sender > cfg.flood_per_enterprise:
+        observed, threshold, what = n_sender, cfg.flood_per_enterprise, "messages from one sender"
+    else:
+        return []
+    win.fired = True
     subject = hasher(event.msisdn)
-    crossed: list[tuple[str, float, float, str]] = []
-    if state.total > cfg.flood_total and "total" not in state.fired:
-        crossed.append(("total", state.total, cfg.flood_total, "messages from all senders"))
-    n_sender = state.by_enterprise.get(sender, 0)
-    if n_sender > cfg.flood_per_enterprise and "one" not in state.fired:
-        crossed.append(("one", n_sender, cfg.flood_per_enterprise, "messages from one sender"))
-    if crossed and not state.fired:
-        _, observed, threshold, what = crossed[0]
-        out.append(
-            Alert(
-                alert_id=aggregate_alert_id(RECIPIENT_FLOOD.id, "msisdn", subject, w),
-                rule=RECIPIENT_FLOOD.id,
-                severity=RECIPIENT_FLOOD.severity,
-                ts=event.ts,
-                detected_at=detected_at,
-                subject_type="msisdn",
-                subject=subject,
-                msisdn_hash=subject,
-                msisdn_masked=mask_msisdn(event.msisdn),
-                window_start=_dt(w),
-                window_end=_dt(cfg.flood.end(w)),
-                observed=observed,
-                threshold=threshold,
-                detail=f"{int(observed)} {what} within {cfg.flood.size_ms // 1000} s "
-                f"(senders in window: {len(state.by_enterprise)}) exceeds {int(threshold)}",
-            )
+    return [
+        Alert(
+            alert_id=aggregate_alert_id(RECIPIENT_FLOOD.id, "msisdn", subject, w),
+            rule=RECIPIENT_FLOOD.id,
+            severity=RECIPIENT_FLOOD.severity,
+            ts=event.ts,
+            detected_at=detected_at,
+            subject_type="msisdn",
+            subject=subject,
+            msisdn_hash=subject,
+            msisdn_masked=mask_msisdn(event.msisdn),
+            window_start=_dt(w),
+            window_end=_dt(cfg.flood.end(w)),
+            observed=observed,
+            threshold=threshold,
+            detail=f"{observed} {what} within {cfg.flood.size_ms // 1000} s "
+            f"(senders in window: {len(win.by_enterprise)}) exceeds {threshold}",
         )
-    state.fired.extend(k for k, *_ in crossed)
-    return out
+    ]
 
 
 def _dt(ms: int) -> Any:
@@ -307,7 +323,10 @@ class PartialBuilder:
 
 
 def attribute_complaint(
-    complaint: Complaint, recent: list[tuple[str, str | None, int]], cfg: TrafficConfig
+    complaint: Complaint,
+    recent: list[tuple[str, str | None, int]],
+    cfg: TrafficConfig,
+    port_of: Callable[[str], str] = str,
 ) -> list[tuple[str, str]]:
     """The (dim, subject) pairs a complaint counts against.
 
@@ -320,7 +339,7 @@ def attribute_complaint(
     targets: list[tuple[str, str]] = []
     sig = canonical_signature(complaint.signature) if complaint.signature else None
     if complaint.port:
-        targets.append((DIM_PORT, complaint.port))
+        targets.append((DIM_PORT, port_of(complaint.port)))
     if sig:
         targets.append((DIM_SIGNATURE, sig))
     if targets:
@@ -349,11 +368,18 @@ class Stage1:
     minimum of their event times, so records delayed by re-keying are not judged late.
     """
 
-    def __init__(self, cfg: TrafficConfig, partitions: int, hasher: MsisdnHasher) -> None:
+    def __init__(
+        self,
+        cfg: TrafficConfig,
+        partitions: int,
+        hasher: MsisdnHasher,
+        port_of: Callable[[str], str] = str,
+    ) -> None:
         from .windows import Watermarks
 
         self.cfg = cfg
         self.hasher = hasher
+        self.port_of = port_of
         self.builder = PartialBuilder(partitions, cfg)
         self._wm: dict[int, Watermarks] = {}
         self._new_wm = Watermarks
@@ -370,6 +396,15 @@ class Stage1:
             w = self._wm[logical] = self._new_wm(self.cfg.idle_ms)
         w.advance(source, ts_ms, wall_ms)
 
+    def _judge_watermark(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> int | None:
+        """The watermark a record is judged against. A source that is new or was idle joins
+        first, so its first record (e.g. the first re-keyed one) is not judged late against
+        sources it never held back."""
+        w = self._wm.get(logical)
+        if w is None or not w.is_active(source, wall_ms):
+            self._advance(source, logical, ts_ms, wall_ms)
+        return self.watermark(logical, wall_ms)
+
     def on_mt(
         self,
         source: str,
@@ -383,7 +418,7 @@ class Stage1:
     ) -> list[Alert]:
         """Count an mt; returns flood alerts. `flood` is the recipient's state (mutated)."""
         ts_ms = int(event.ts.timestamp() * 1000)
-        wm = self.watermark(logical, wall_ms)
+        wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
         self.builder.touch(source, logical, offset)
         alerts: list[Alert] = []
         if not self.cfg.flood.is_late(ts_ms, wm):
@@ -421,10 +456,14 @@ class Stage1:
     ) -> list[tuple[str, str]]:
         """Attribute and count a complaint; returns its targets (empty: unattributed)."""
         ts_ms = int(complaint.ts.timestamp() * 1000)
+        wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
         self.builder.touch(source, logical, offset)
-        targets = attribute_complaint(complaint, recent, self.cfg)
-        if targets and not self.cfg.complaint.is_late(ts_ms, self.watermark(logical, wall_ms)):
-            self.builder.add_complaint(source, offset, ts_ms, targets)
+        targets = attribute_complaint(complaint, recent, self.cfg, self.port_of)
+        if targets:
+            if self.cfg.complaint.is_late(ts_ms, wm):
+                self.late += 1
+            else:
+                self.builder.add_complaint(source, offset, ts_ms, targets)
         return targets
 
     def flush(self, wall_ms: int) -> list[tuple[int, Partial]]:

@@ -58,6 +58,11 @@ class Watermarks:
         elif source not in self.seen_wall_ms:
             self.seen_wall_ms[source] = wall_ms
 
+    def is_active(self, source: Hashable, wall_ms: int) -> bool:
+        """True if `source` has reported and has not been idle for `idle_ms`."""
+        seen = self.seen_wall_ms.get(source)
+        return seen is not None and source in self.event_ms and wall_ms - seen < self.idle_ms
+
     def combined(self, wall_ms: int) -> int | None:
         """Minimum event time over the active sources (None before any source reported)."""
         active = [
