@@ -16,6 +16,7 @@ from smsmon.config.settings import Settings
 from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.models import Alert
+from smsmon.streams.output import BatchOutput
 
 from .rules.aggregate import Aggregator, Progress, SubjectState
 from .rules.engine import BatchOverlay
@@ -59,6 +60,7 @@ class Aggregation:
         self.store = _OverlayStore(self.overlay)
         self.progress: dict[int, Progress] = {}
         self.cfg = cfg
+        self.out = BatchOutput(wiring.app)
 
     def register(self) -> None:
         self.w.app.agent(self.w.counts, name=AGGREGATE_AGENT)(self.aggregate_counts)
@@ -92,7 +94,13 @@ class Aggregation:
         async for batch in stream.take_events(
             self.settings.batch_max, self.settings.batch_within_seconds
         ):
-            self.process_batch(batch)
+            try:
+                self.process_batch(batch)
+                await self.out.flush()
+            except Exception:
+                from .pipeline import fail_fast
+
+                fail_fast("aggregate_counts batch")
             yield None
 
     def process_batch(self, batch: list[Any]) -> None:
@@ -132,7 +140,7 @@ class Aggregation:
     def _publish(self, alert: Alert, t_in: float) -> None:
         from .pipeline import publish_alert
 
-        publish_alert(self.w, self.metrics, self.book, alert, t_in)
+        publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
 
     def _top_subjects(self) -> None:
         closed = self.aggregator.closed_counts

@@ -14,7 +14,10 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import os
+import sys
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -33,6 +36,7 @@ from smsmon.streams.codec import (
 from smsmon.streams.loader import ReferenceLoader, apply_reference
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.models import Alert, Complaint, ConsentRecord, MtEvent
+from smsmon.streams.output import BatchOutput
 
 from .rules.consent import ConsentState, RecentSenders
 from .rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
@@ -71,20 +75,46 @@ class TableState:
 
 
 def publish_alert(
-    w: Wiring, metrics: Metrics, book: ReferenceBook, alert: Alert, t_in: float
+    out: BatchOutput,
+    settings: Settings,
+    metrics: Metrics,
+    book: ReferenceBook,
+    alert: Alert,
+    t_in: float,
 ) -> None:
-    """Publish an alert unless an exemption covers it (then only count it as suppressed)."""
+    """Queue an alert unless an exemption covers it (then only count it as suppressed)."""
     sev = alert.severity.value
     if book.exemptions.by_id and book.exemptions.match(alert) is not None:
         metrics.alerts_suppressed.labels(alert.rule, sev).inc()
         return
     latency = metrics.detection_latency
 
-    def acked(_: Any) -> None:
+    def acked() -> None:
         latency.observe(time.monotonic() - t_in)
 
-    w.alerts.send_soon(key=alert.alert_id.encode(), value=encode_alert(alert), callback=acked)
+    out.add(settings.topic_alerts, alert.alert_id.encode(), encode_alert(alert), on_ack=acked)
     metrics.alerts.labels(alert.rule, sev).inc()
+
+
+def fail_fast(what: str) -> None:
+    """Stop the process at once after an unexpected batch-level error.
+
+    Records that break a rule are isolated per record (dead letters); an error outside that
+    isolation means a bug or a broken Kafka connection. Faust would restart the agent and
+    its `take_events` would ack the failed batch on the way out, losing it. Exiting before
+    anything is acked or committed makes the restarted worker process the batch again.
+    """
+    # The stack, not the exception's message: a message may quote subscriber data.
+    exc = sys.exc_info()[1]
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc is not None else ""
+    log.critical(
+        "%s failed with %s; exiting so the batch is processed again after restart\n%s",
+        what,
+        type(exc).__name__,
+        frames,
+    )
+    logging.shutdown()
+    os._exit(70)
 
 
 def content_checker(settings: Settings) -> Any:
@@ -133,6 +163,7 @@ class Pipeline:
         )
         self.book.exemptions.hasher = self.engine.config.hasher
         self.dedup = Deduper(settings.dedup_capacity)
+        self.out = BatchOutput(wiring.app)
         self.state = TableState(wiring.consent, wiring.recent)
         self.state.flood_overlay = BatchOverlay(wiring.flood.get)
         self.traffic_config = TrafficConfig()
@@ -199,7 +230,12 @@ class Pipeline:
         async for batch in stream.take_events(
             self.settings.batch_max, self.settings.batch_within_seconds
         ):
-            self.process_batch(batch)
+            try:
+                self.process_batch(batch)
+                # Submit the batch's output before its input is acked (agent body returns).
+                await self.out.flush()
+            except Exception:
+                fail_fast("check_events batch")
             yield None
 
     async def validate_reference(self, stream: Any) -> AsyncIterator[None]:
@@ -210,6 +246,7 @@ class Pipeline:
                 apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
             except DecodeError as exc:
                 self._dead_letter(m, exc.reason, exc.error)
+            await self.out.flush()
             yield None
 
     # -- batch processing -----------------------------------------------------------------
@@ -310,7 +347,7 @@ class Pipeline:
                 self._dead_letter(m, "processing", type(exc).__name__)
         self._flush_tables()
         for q, partial in self.stage1.flush(wall_ms):
-            self.w.counts.send_soon(key=None, value=partial.encode(), partition=q)
+            self.out.add(s.counts_topic, None, partial.encode(), partition=q)
         metrics.late_events.inc(self.stage1.late - late_before)
         for (kind, category), count in kinds.items():
             metrics.events.labels(kind, category).inc(count)
@@ -337,18 +374,23 @@ class Pipeline:
     # -- outputs --------------------------------------------------------------------------
 
     def _publish_alert(self, alert: Alert, t_in: float) -> None:
-        publish_alert(self.w, self.metrics, self.book, alert, t_in)
+        publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
 
     def _publish_consent(self, record: ConsentRecord) -> None:
-        self.w.consent_out.send_soon(
-            key=f"{record.msisdn}|{record.enterprise}".encode(),
-            value=record.model_dump_json(exclude_none=True).encode(),
+        self.out.add(
+            self.settings.topic_consent,
+            f"{record.msisdn}|{record.enterprise}".encode(),
+            record.model_dump_json(exclude_none=True).encode(),
             partition=partition_for(record.msisdn, self.settings.partitions),
         )
 
     def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
-        self.w.rekey.send_soon(
-            key=m.key, value=m.value, partition=target, headers=[(ORIGIN_HEADER, origin)]
+        self.out.add(
+            self.settings.rekey_topic,
+            m.key,
+            m.value,
+            partition=target,
+            headers=[(ORIGIN_HEADER, origin)],
         )
         self.metrics.rekeyed.labels(label).inc()
 
@@ -363,7 +405,7 @@ class Pipeline:
             value=m.value,
             now=dt.datetime.now(dt.UTC),
         )
-        self.w.dlq.send_soon(key=m.key, value=dl.model_dump_json(exclude_none=True).encode())
+        self.out.add(self.settings.topic_dlq, m.key, dl.model_dump_json(exclude_none=True).encode())
         self.metrics.invalid.labels(reason, self._source.get(m.topic, "other")).inc()
 
     # -- gauges ---------------------------------------------------------------------------

@@ -68,6 +68,12 @@ class Wiring:
 
 def build_app(settings: Settings) -> Wiring:
     """Create the Faust app, topics and tables for these settings."""
+    # Faust's producer buffer flushes synchronously once it holds 100 messages; a batch of
+    # table writes (one changelog record per key) overflows that at once and stalls the
+    # agent. Let a whole batch's changelog records queue; Faust still flushes before commit.
+    from faust.transport.producer import ProducerBuffer
+
+    ProducerBuffer.max_messages = max(ProducerBuffer.max_messages, settings.batch_max * 4)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],

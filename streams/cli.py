@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="write the expected (event_id, rule) set here as JSONL")
     p.add_argument("--jsonl", help="write the events to this file instead of Kafka")
     p.set_defaults(func=cmd_sample)
+    from .simulator import register_cli
+
+    register_cli(sub)
     p = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     p.add_argument("--out", default="docs/schemas")
     p.set_defaults(func=cmd_schemas)

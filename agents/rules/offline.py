@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from smsmon.streams.models import Alert, Complaint, ConsentRecord, MoEvent, MtEvent
+from smsmon.streams.models import Alert, Complaint, ConsentRecord, DlrEvent, MoEvent, MtEvent
 
 from .aggregate import Aggregator, Progress, SubjectState
 from .consent import RecentSenders
@@ -18,7 +18,7 @@ from .reference import ReferenceBook
 from .traffic import FloodState, Stage1, TrafficConfig
 from .windows import Watermarks
 
-Record = MtEvent | MoEvent | Complaint | ConsentRecord
+Record = MtEvent | MoEvent | DlrEvent | Complaint | ConsentRecord
 
 
 class _Subjects:

@@ -158,9 +158,9 @@ def test_every_reference_record_validates_and_is_keyed_as_the_contract_says(
         assert canonical_signature(key) == signature_record_key(rec)
     for key, value in ref.consent:
         assert value is not None
-        rec = decode_model(ConsentRecord, json.dumps(value).encode(), ctx)
-        assert consent_key(key.encode()) == (rec.msisdn, rec.enterprise)
-        assert rec.ts < everything.sim.start
+        consent = decode_model(ConsentRecord, json.dumps(value).encode(), ctx)
+        assert consent_key(key.encode()) == (consent.msisdn, consent.enterprise)
+        assert consent.ts < everything.sim.start
 
 
 def test_population_has_the_right_port_classes_and_identifiers(everything: Run) -> None:
@@ -339,7 +339,8 @@ def test_bombing_floods_one_subscriber_with_codes_from_many_senders(everything: 
     assert hasher(target) == row["msisdn_hash"]
     assert row["subject"] == f"{target[:3]}****{target[-4:]}"
     codes = per[target]
-    assert 60 <= len(codes) <= 200 and len(codes) == row["count"]
+    # the injected codes, plus the odd ordinary code that subscriber got in those 5 minutes
+    assert 60 <= row["count"] <= 200 and row["count"] <= len(codes) <= row["count"] + 5
     assert len({extract_signature(v.get("signature"), v["text"]) for v in codes}) >= 10
     others = sorted((len(v) for m, v in per.items() if m != target), reverse=True)
     assert not others or others[0] <= 5
@@ -347,13 +348,21 @@ def test_bombing_floods_one_subscriber_with_codes_from_many_senders(everything: 
 
 def test_sublet_port_carries_foreign_signatures_accounts_and_ips(everything: Run) -> None:
     row = truth_of(everything, "port.sublet")
-    port = PortRecord.model_validate(dict(everything.sim.reference.ports)[row["subject"]])
+    port = everything.book.ports[row["subject"]]
     on_port = [v for v in everything.within(row) if v["port"].startswith(port.port)]
-    foreign = [v for v in on_port if v["account"] not in port.accounts]
+
+    def owner(v: dict[str, Any]) -> str | None:
+        rec = everything.book.signature_for(extract_signature(v.get("signature"), v["text"]))
+        return rec.enterprise if rec else None
+
+    # other enterprises' signatures from accounts the port was not registered for
+    foreign = [
+        v
+        for v in on_port
+        if v["account"] not in port.accounts and owner(v) not in (None, port.enterprise)
+    ]
     assert len(foreign) >= 100  # ~20 a minute for 10 minutes
-    sigs = {extract_signature(v.get("signature"), v["text"]) for v in foreign}
-    owners = {everything.book.signature_for(s).enterprise for s in sigs}  # type: ignore[union-attr]
-    assert len(sigs) >= 4 and port.enterprise not in owners
+    assert len({owner(v) for v in foreign}) >= 4
     assert len({v["account"] for v in foreign}) >= 2
     assert len({v["source_ip"] for v in foreign}) >= 2
     before = [
@@ -369,7 +378,8 @@ def test_spike_bursts_past_the_quota_and_far_above_normal(everything: Run) -> No
     sig_row = truth_of(everything, "volume.spike", "signature")
     acct_row = truth_of(everything, "volume.spike", "account")
     code = port_row["subject"]
-    quota = dict(everything.sim.reference.ports)[code]["max_per_minute"]
+    quota = everything.book.ports[code].max_per_minute
+    assert quota is not None
     start, end = ts(port_row["start"]), ts(port_row["end"])
 
     def minute(v: dict[str, Any]) -> dt.datetime:
