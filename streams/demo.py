@@ -98,19 +98,31 @@ class Demo:
         print("Prometheus on http://127.0.0.1:9090", flush=True)
 
     def traffic(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "smsmon.streams.cli",
-            "simulate",
-            "--scenario",
-            "double11",
-            "--rate",
-            str(self.args.rate),
-            "--seconds",
-            str(self.args.seconds or 10**9),
-        ]
-        self._spawn("simulator", cmd)
+        """Reference data first, wait until the worker holds the consent, then traffic."""
+        base = [sys.executable, "-m", "smsmon.streams.cli", "simulate", "--scenario", "double11"]
+        subprocess.run(
+            [*base, "--phase", "reference"],
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        print("reference data published; waiting for the worker to load consent …", flush=True)
+        last, stable_since = -1.0, time.monotonic()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            with contextlib.suppress(OSError):
+                n = self.metrics().get('smsmon_reference_entries{table="consent"}', 0.0)
+                if n != last:
+                    last, stable_since = n, time.monotonic()
+                elif n > 0 and time.monotonic() - stable_since > 3:
+                    break
+        print(f"{last:,.0f} consent pairs loaded; starting Double 11 traffic", flush=True)
+        rate, seconds = str(self.args.rate), str(self.args.seconds or 10**9)
+        self._spawn(
+            "simulator", [*base, "--phase", "traffic", "--rate", rate, "--seconds", seconds]
+        )
 
     def metrics(self) -> dict[str, float]:
         url = f"http://127.0.0.1:{self.args.metrics_port}/metrics"

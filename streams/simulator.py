@@ -1858,8 +1858,12 @@ def _simulate_to_kafka(settings: Settings, sim: Simulation, args: argparse.Names
     run = sim.run()
     result = PumpResult(0, None, False)
     try:
-        n_ref = sink.reference(sim.reference)
-        log.info("published %d reference records", n_ref)
+        if args.phase in ("all", "reference"):
+            n_ref = sink.reference(sim.reference)
+            log.info("published %d reference records", n_ref)
+        if args.phase == "reference":
+            result = PumpResult(0, None, True)
+            return 0
         result = pump(
             run,
             sink,
@@ -1961,5 +1965,13 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--expected", help="write the expected per-message (event_id, rule) pairs")
     p.add_argument(
         "--no-topics", action="store_true", help="don't create missing topics before producing"
+    )
+    p.add_argument(
+        "--phase",
+        choices=("all", "reference", "traffic"),
+        default="all",
+        help="Kafka runs: publish reference data and traffic (all), only the reference data, "
+        "or only the traffic (load reference first and let the worker read it, as in a first "
+        "deployment)",
     )
     p.set_defaults(func=cmd_simulate)
