@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from smsmon.streams.models import Alert
 
@@ -27,6 +27,7 @@ from .traffic import (
     SET_ACCOUNT,
     SET_IP,
     SET_SIGNATURE,
+    SUBLET_COUNTS,
     VOLUME_SPIKE,
     Partial,
     TrafficConfig,
@@ -44,8 +45,7 @@ class SubjectState:
     """Open windows and learned baseline of one (dimension, subject)."""
 
     volume: dict[int, list[int]] = field(default_factory=dict)  # start -> [count, fired]
-    sublet: dict[int, dict[str, list[str]]] = field(default_factory=dict)  # start -> sets
-    sublet_fired: list[int] = field(default_factory=list)
+    sublet: dict[int, dict[str, Any]] = field(default_factory=dict)  # start -> sets, counts
     hours: dict[int, list[int]] = field(default_factory=dict)  # start -> [sent, complaints]
     ewma: float = 0.0
     windows_seen: int = 0
@@ -58,7 +58,6 @@ class SubjectState:
             {
                 "v": self.volume,
                 "s": self.sublet,
-                "sf": self.sublet_fired,
                 "h": self.hours,
                 "e": self.ewma,
                 "n": self.windows_seen,
@@ -78,7 +77,6 @@ class SubjectState:
         return cls(
             volume={int(k): v for k, v in d["v"].items()},
             sublet={int(k): v for k, v in d["s"].items()},
-            sublet_fired=d["sf"],
             hours={int(k): v for k, v in d["h"].items()},
             ewma=d["e"],
             windows_seen=d["n"],
@@ -185,6 +183,17 @@ class Aggregator:
             n = sum(1 for o in offsets if o > after)
             if n == 0:
                 continue
+            if dim in SUBLET_COUNTS:
+                st = state(DIM_PORT, subject)
+                if progress.is_closed("s", cfg.sublet.end(w)):
+                    self.late += n if dim == SUBLET_COUNTS[0] else 0
+                    continue
+                counts = st.sublet.setdefault(w, {}).setdefault("n", [0, 0, 0])
+                counts[SUBLET_COUNTS.index(dim)] += n
+                progress.open_index.setdefault(f"s|{cfg.sublet.end(w)}", set()).add(
+                    self.key(DIM_PORT, subject)
+                )
+                continue
             st = state(dim, subject)
             k = self.key(dim.removeprefix(COMPLAINT_PREFIX), subject)
             if dim.startswith(COMPLAINT_PREFIX):
@@ -238,11 +247,6 @@ class Aggregator:
                 if v not in vals and len(vals) < cfg.max_set_values:
                     vals.append(v)
             progress.open_index.setdefault(f"s|{cfg.sublet.end(w)}", set()).add(k)
-            if w not in st.sublet_fired:
-                alert = self._sublet(port, w, sets, st, detected_at)
-                if alert is not None:
-                    st.sublet_fired.append(w)
-                    alerts.append(alert)
         progress.applied[partial.source] = max(after, partial.hi)
         for k, st in touched.items():
             store.put(k, st)
@@ -281,9 +285,11 @@ class Aggregator:
                         alerts += self._close_volume(dim, subject, start, win, st, detected_at)
                 elif kind == "s":
                     start = end - cfg.sublet.size_ms
-                    st.sublet.pop(start, None)
-                    if start in st.sublet_fired:
-                        st.sublet_fired.remove(start)
+                    sets = st.sublet.pop(start, None)
+                    if sets is not None:
+                        alert = self._sublet(subject, start, sets, st, detected_at)
+                        if alert is not None:
+                            alerts.append(alert)
                 else:
                     start = end - cfg.complaint.size_ms
                     hour = st.hours.pop(start, None)
@@ -435,20 +441,32 @@ class Aggregator:
         self,
         port: str,
         start: int,
-        sets: dict[str, list[str]],
+        sets: dict[str, Any],
         st: SubjectState,
         detected_at: dt.datetime,
     ) -> Alert | None:
+        """Judged when the window closes: distinct foreign signatures, unregistered accounts
+        or their source IPs, each carrying at least `sublet_min_share` of the port's
+        messages in the window (stray per-message violations don't make a resold port)."""
         cfg = self.cfg
         sigs = len(sets.get(SET_SIGNATURE, []))
         accts = len(sets.get(SET_ACCOUNT, []))
         ips = len(sets.get(SET_IP, []))
+        total, foreign, unregistered = sets.get("n", [0, 0, 0])
+        share_sig = foreign / total if total else 0.0
+        share_acct = unregistered / total if total else 0.0
         hits = []
-        if sigs >= cfg.sublet_signatures:
-            hits.append(f"{sigs} signatures of other enterprises (limit {cfg.sublet_signatures})")
-        if accts >= cfg.sublet_accounts:
-            hits.append(f"{accts} accounts not registered on it (limit {cfg.sublet_accounts})")
-        if ips >= cfg.sublet_ips:
+        if sigs >= cfg.sublet_signatures and share_sig >= cfg.sublet_min_share:
+            hits.append(
+                f"{sigs} signatures of other enterprises (limit {cfg.sublet_signatures}) "
+                f"on {share_sig:.0%} of its {total} messages"
+            )
+        if accts >= cfg.sublet_accounts and share_acct >= cfg.sublet_min_share:
+            hits.append(
+                f"{accts} accounts not registered on it (limit {cfg.sublet_accounts}) "
+                f"sending {share_acct:.0%} of its {total} messages"
+            )
+        if ips >= cfg.sublet_ips and share_acct >= cfg.sublet_min_share:
             hits.append(f"{ips} source IPs of unregistered accounts (limit {cfg.sublet_ips})")
         if not hits:
             return None

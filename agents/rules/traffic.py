@@ -36,6 +36,10 @@ R.RULES_BY_ID.update({r.id: r for r in AGGREGATE_RULES})
 # Dimensions of partial counts (short: they are on the wire of an internal topic).
 DIM_PORT, DIM_SIGNATURE, DIM_ACCOUNT = "port", "signature", "account"
 SET_SIGNATURE, SET_ACCOUNT, SET_IP = "sig", "acct", "ip"
+# Counts per sublet window of a port: all its messages, those under foreign signatures, those
+# from accounts not registered on it (shares separate a resold port from stray violations).
+SUBLET_TOTAL, SUBLET_FOREIGN, SUBLET_UNREGISTERED = "s:n", "s:sig", "s:acct"
+SUBLET_COUNTS = (SUBLET_TOTAL, SUBLET_FOREIGN, SUBLET_UNREGISTERED)
 COMPLAINT_PREFIX = "c:"  # complaint counts: "c:port", "c:signature"
 
 
@@ -56,8 +60,9 @@ class TrafficConfig:
     sublet_signatures: int = 3
     sublet_accounts: int = 2
     sublet_ips: int = 3
+    sublet_min_share: float = 0.1
     complaint_min: int = 5
-    complaint_per_million: float = 2_000.0
+    complaint_per_million: float = 1_000.0
     complaint_horizon_ms: int = 3 * 86_400_000
     idle_ms: int = 30_000
     max_set_values: int = 64
@@ -70,6 +75,8 @@ def aggregate_alert_id(rule: str, subject_type: str, subject: str, window_start_
 
 def subject_partition(dim: str, subject: str, partitions: int) -> int:
     """Stage-2 partition of a subject (murmur2 of `dim|subject`)."""
+    if dim in SUBLET_COUNTS:
+        dim = DIM_PORT  # a port's sublet counts live with the port's state
     key = f"{dim.removeprefix(COMPLAINT_PREFIX)}|{subject}".encode()
     return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
 
@@ -292,12 +299,17 @@ class PartialBuilder:
             evidence.append((SET_ACCOUNT, event.account))
             if event.source_ip:
                 evidence.append((SET_IP, event.source_ip))
-        if evidence:
-            part = self._part(source, DIM_PORT, p.port)
-            for kind, value in evidence:
-                vals = part.sets.setdefault((kind, p.port, sw), set())
-                if len(vals) < cfg.max_set_values:
-                    vals.add(value)
+        part = self._part(source, DIM_PORT, p.port)
+        part.counts.setdefault((SUBLET_TOTAL, p.port, sw), []).append(offset)
+        kinds = {kind for kind, _ in evidence}
+        if SET_SIGNATURE in kinds:
+            part.counts.setdefault((SUBLET_FOREIGN, p.port, sw), []).append(offset)
+        if SET_ACCOUNT in kinds:
+            part.counts.setdefault((SUBLET_UNREGISTERED, p.port, sw), []).append(offset)
+        for kind, value in evidence:
+            vals = part.sets.setdefault((kind, p.port, sw), set())
+            if len(vals) < cfg.max_set_values:
+                vals.add(value)
 
     def add_complaint(
         self, source: str, offset: int, ts_ms: int, targets: list[tuple[str, str]]

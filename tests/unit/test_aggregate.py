@@ -17,6 +17,9 @@ from smsmon.agents.rules.traffic import (
     SET_ACCOUNT,
     SET_IP,
     SET_SIGNATURE,
+    SUBLET_FOREIGN,
+    SUBLET_TOTAL,
+    SUBLET_UNREGISTERED,
     Partial,
     TrafficConfig,
     aggregate_alert_id,
@@ -60,7 +63,7 @@ class Stage2:
         quotas: dict[str, int] | None = None,
         source: str = "ev-0",
     ) -> None:
-        self.cfg = cfg or TrafficConfig()
+        self.cfg = cfg or TrafficConfig(complaint_per_million=2_000.0)  # pinned for the tests
         self.quotas = quotas or {}
         self.agg = Aggregator(self.cfg, lambda p: ("ENT_A", self.quotas.get(p)))
         self.progress = Progress()
@@ -196,17 +199,18 @@ def test_a_closed_window_is_never_reopened_by_a_source_rejoining_behind() -> Non
     progress, store = Progress(), Store()
     sw = T  # sublet window [T, T+5min)
     agg.apply(Partial("rk-1", 1, 0, 0, T), progress, store, 0, DETECTED)
-    first = agg.apply(
-        Partial("ev-0", 0, 0, 1, T + MIN, sets={(SET_ACCOUNT, PORT, sw): {"x", "y"}}),
+    counts = {(SUBLET_TOTAL, PORT, sw): [0, 1], (SUBLET_UNREGISTERED, PORT, sw): [0, 1]}
+    agg.apply(
+        Partial("ev-0", 0, 0, 1, T + MIN, counts, sets={(SET_ACCOUNT, PORT, sw): {"x", "y"}}),
         progress,
         store,
         0,
         DETECTED,
     )
-    assert [a.rule for a in first] == ["port.sublet"]
-    # rk-1 goes quiet; ev-0 moves 20 minutes on and the sublet window closes
+    # rk-1 goes quiet; ev-0 moves 20 minutes on and the sublet window closes, judged once
     agg.apply(Partial("ev-0", 0, 2, 2, T + 20 * MIN), progress, store, 40_000, DETECTED)
-    agg.close(progress, store, 40_000, DETECTED)
+    first = agg.close(progress, store, 40_000, DETECTED)
+    assert [a.rule for a in first] == ["port.sublet"]
     assert sw not in store.get(f"port|{PORT}").sublet
     # rk-1 comes back with more evidence for the closed window
     again = agg.apply(
@@ -354,36 +358,73 @@ def test_quota_is_only_a_port_property() -> None:
 # --- port.sublet ---------------------------------------------------------------------------
 
 
+def _sublet_counts(total: int, foreign: int = 0, unregistered: int = 0) -> dict[Key, int]:
+    return {
+        (SUBLET_TOTAL, PORT, T): total,
+        (SUBLET_FOREIGN, PORT, T): foreign,
+        (SUBLET_UNREGISTERED, PORT, T): unregistered,
+    }
+
+
+def _close_sublet(s: Stage2, start: int = T) -> list[Alert]:
+    return [a for a in s.tick(start + 5 * MIN + 10_000) if a.rule == "port.sublet"]
+
+
 @pytest.mark.parametrize(("kind", "limit"), [(SET_SIGNATURE, 3), (SET_ACCOUNT, 2), (SET_IP, 3)])
-def test_sublet_fires_when_a_distinct_count_reaches_its_limit(kind: str, limit: int) -> None:
-    """Foreign signatures, unregistered accounts or their IPs: fires at the limit, not below."""
-    s = Stage2()
-    below = {f"v{i}" for i in range(limit - 1)}
-    assert s.send(sets={(kind, PORT, T): below}, watermark=T) == []
-    (a,) = s.send(sets={(kind, PORT, T): {"v-last"}})
-    assert a.rule == "port.sublet" and a.severity is Severity.CRITICAL
+def test_sublet_fires_at_close_when_a_distinct_count_reaches_its_limit(
+    kind: str, limit: int
+) -> None:
+    """Foreign signatures, unregistered accounts or their IPs: judged when the window closes,
+    alerting at the limit and not below."""
+    below, at = Stage2(), Stage2()
+    counts = _sublet_counts(20, foreign=10, unregistered=10)
+    below.send(counts, sets={(kind, PORT, T): {f"v{i}" for i in range(limit - 1)}}, watermark=T)
+    assert _close_sublet(below) == []
+    assert (
+        at.send(counts, sets={(kind, PORT, T): {f"v{i}" for i in range(limit)}}, watermark=T) == []
+    )
+    (a,) = _close_sublet(at)
+    assert a.severity is Severity.CRITICAL
     assert a.subject_type == "port" and a.subject == PORT and a.port == PORT
     assert a.observed == limit
     assert a.window_start == utc(T) and a.window_end == utc(T + 5 * MIN)
     assert a.alert_id == aggregate_alert_id("port.sublet", "port", PORT, T)
 
 
+def test_sublet_needs_the_evidence_to_carry_a_share_of_the_port_traffic() -> None:
+    """Stray per-message violations (under 10% of a busy port's messages) are not a resale."""
+    s = Stage2()
+    sigs = {(SET_SIGNATURE, PORT, T): {"a", "b", "c", "d"}}
+    s.send(_sublet_counts(1000, foreign=40), sets=sigs, watermark=T)
+    assert _close_sublet(s) == []
+    s2 = Stage2()
+    s2.send(_sublet_counts(1000, foreign=150), sets=sigs, watermark=T)
+    assert len(_close_sublet(s2)) == 1
+
+
 def test_sublet_values_are_distinct_across_partials() -> None:
     """The same value reported by several partials counts once."""
     s = Stage2()
     for _ in range(5):
-        assert s.send(sets={(SET_SIGNATURE, PORT, T): {"a", "b"}}, watermark=T) == []
+        s.send(
+            _sublet_counts(4, foreign=4), sets={(SET_SIGNATURE, PORT, T): {"a", "b"}}, watermark=T
+        )
+    assert _close_sublet(s) == []
 
 
-def test_sublet_fires_once_per_window_and_again_in_the_next() -> None:
-    """More evidence in the same window gives no new alert; the next window alerts anew."""
+def test_sublet_gives_one_alert_per_window_and_again_in_the_next() -> None:
+    """More evidence in the same window gives one alert at close; the next window alerts anew."""
     s = Stage2()
-    first = s.send(sets={(SET_ACCOUNT, PORT, T): {"x", "y"}}, watermark=T)
-    assert len(first) == 1
-    assert s.send(sets={(SET_ACCOUNT, PORT, T): {"z"}, (SET_IP, PORT, T): {"1", "2", "3"}}) == []
-    s.tick(T + 5 * MIN + 10_000)
-    assert s.state().sublet == {} and s.state().sublet_fired == []
-    nxt = s.send(sets={(SET_ACCOUNT, PORT, T + 5 * MIN): {"x", "y"}})
+    s.send(
+        _sublet_counts(10, unregistered=8), sets={(SET_ACCOUNT, PORT, T): {"x", "y"}}, watermark=T
+    )
+    s.send(sets={(SET_ACCOUNT, PORT, T): {"z"}, (SET_IP, PORT, T): {"1", "2", "3"}})
+    first = _close_sublet(s)
+    assert len(first) == 1 and s.state().sublet == {}
+    t2 = T + 5 * MIN
+    nxt_counts = {(SUBLET_TOTAL, PORT, t2): 10, (SUBLET_UNREGISTERED, PORT, t2): 8}
+    s.send(nxt_counts, sets={(SET_ACCOUNT, PORT, t2): {"x", "y"}})
+    nxt = _close_sublet(s, t2)
     assert len(nxt) == 1 and nxt[0].alert_id != first[0].alert_id
 
 
@@ -530,8 +571,7 @@ def test_subject_state_round_trips() -> None:
     """A subject's open windows, fired marks and baseline survive encode/decode."""
     st = SubjectState(
         volume={T: [12, 1], T + MIN: [3, 0]},
-        sublet={T: {SET_ACCOUNT: ["x", "y"], SET_IP: ["1.1.1.1"]}},
-        sublet_fired=[T],
+        sublet={T: {SET_ACCOUNT: ["x", "y"], SET_IP: ["1.1.1.1"], "n": [9, 0, 4]}},
         hours={T: [15, 2]},
         ewma=7.25,
         windows_seen=11,

@@ -193,8 +193,10 @@ FAR_TIMESTAMPS = st.one_of(
             "now",
         ]
     ),
-    st.datetimes(
-        min_value=dt.datetime(1, 1, 2), max_value=dt.datetime(9999, 12, 30), timezones=st.none()
+    st.datetimes(  # naive: read in the configured timezone
+        min_value=dt.datetime(1, 1, 2),  # noqa: DTZ001
+        max_value=dt.datetime(9999, 12, 30),  # noqa: DTZ001
+        timezones=st.none(),
     ).map(lambda d: d.isoformat()),
     st.floats(allow_nan=True, allow_infinity=True),
 )
@@ -321,9 +323,13 @@ def test_reference_records_with_random_types_give_bounded_reasons(
     model_outcome(model, enc(obj))
 
 
-@given(model=st.sampled_from(REFERENCE_MODELS), value=st.one_of(st.none(), st.binary(max_size=1024)))
+@given(
+    model=st.sampled_from(REFERENCE_MODELS), value=st.one_of(st.none(), st.binary(max_size=1024))
+)
 @settings(max_examples=300, deadline=None)
-def test_reference_records_from_arbitrary_bytes(model: type[BaseModel], value: bytes | None) -> None:
+def test_reference_records_from_arbitrary_bytes(
+    model: type[BaseModel], value: bytes | None
+) -> None:
     model_outcome(model, value)
 
 

@@ -36,7 +36,10 @@ BOMBED_ONE = "13912340000"
 
 
 def runner(book: ReferenceBook, cfg: TrafficConfig | None = None, batch: int = 1) -> OfflineRunner:
-    return OfflineRunner(book, EngineConfig(hasher=HASHER), cfg or TrafficConfig(), batch=batch)
+    # The scenario's thresholds are reasoned against 2,000 complaints per million: pinned here
+    # so that tuning the shipped default does not silently change what this test checks.
+    cfg = cfg or TrafficConfig(complaint_per_million=2_000.0)
+    return OfflineRunner(book, EngineConfig(hasher=HASHER), cfg, batch=batch)
 
 
 def run_all(r: OfflineRunner, records: Iterable[Record]) -> list[Alert]:
@@ -193,11 +196,17 @@ def scenario(seed: int, anomalies: frozenset[str]) -> list[Record]:
     if "bombing_one" in anomalies:  # 20 codes from one sender
         for _ in range(20):
             g.mt(17, "10690000", "acc0", "Bigco", "verification", BOMBED_ONE)
-    if "sublet" in anomalies:  # port 10690003 resold: foreign accounts, IPs and signatures
-        for i, (acc, text) in enumerate(
-            [("shady1", "Alpha"), ("shady2", "Beta"), ("shady1", "Gamma"), ("shady2", "Alpha")]
-        ):
-            g.mt(33, "10690003", acc, text, "marketing", source_ip=f"203.0.113.{i}")
+    if "sublet" in anomalies:  # port 10690003 resold: a fifth of its traffic under foreign
+        # accounts, IPs and signatures (a resale carries volume, unlike stray violations)
+        clients = [
+            ("shady1", "Alpha"),
+            ("shady2", "Beta"),
+            ("shady1", "Gamma"),
+            ("shady2", "Alpha"),
+        ]
+        for i in range(24):
+            acc, text = clients[i % 4]
+            g.mt(31 + i % 4, "10690003", acc, text, "marketing", source_ip=f"203.0.113.{i % 4}")
     if "nag" in anomalies:  # complaints naming nobody, from Nagco's marketing recipients
         early = sorted({m for minute, m in g.nag_recipients if minute < 10})
         for i, m in enumerate(g.rng.sample(early, 8)):

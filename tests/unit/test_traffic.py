@@ -20,6 +20,7 @@ from smsmon.agents.rules.traffic import (
     SET_ACCOUNT,
     SET_IP,
     SET_SIGNATURE,
+    SUBLET_TOTAL,
     FloodState,
     FloodWindow,
     Partial,
@@ -300,6 +301,7 @@ def test_builder_counts_each_mt_by_port_signature_and_account(f: Factory) -> Non
         (DIM_PORT, "10690001", T0_MS): [7],
         (DIM_ACCOUNT, "acc_a", T0_MS): [7],
         (DIM_SIGNATURE, "taobao", T0_MS): [7],
+        (SUBLET_TOTAL, "10690001", T0_MS): [7],  # the port's traffic, for sublet shares
     }
     assert p.meta == {(DIM_PORT, "10690001"): "ENT_A", (DIM_SIGNATURE, "taobao"): "ENT_A"}
     assert p.sets == {}  # a compliant message is no sublet evidence
