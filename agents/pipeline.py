@@ -167,7 +167,13 @@ class Pipeline:
         self.state = TableState(wiring.consent, wiring.recent)
         self.state.flood_overlay = BatchOverlay(wiring.flood.get)
         self.traffic_config = TrafficConfig()
-        self.stage1 = Stage1(self.traffic_config, settings.partitions, self.engine.config.hasher)
+        self.stage1 = Stage1(
+            self.traffic_config,
+            settings.partitions,
+            self.engine.config.hasher,
+            self._port_of,
+            self._caught_up,
+        )
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
@@ -185,6 +191,25 @@ class Pipeline:
         from .aggregation import Aggregation
 
         self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
+
+    def _caught_up(self, source: Any) -> bool:
+        """True if the source topic-partition has no records left to read (consumer lag 0)."""
+        src = str(source)
+        topic = {
+            "e": self.settings.topic_events,
+            "r": self.settings.rekey_topic,
+            "c": self.settings.topic_complaints,
+        }.get(src[:1])
+        if topic is None:
+            return True
+        from faust.types import TP
+
+        done = self._positions.get((topic, int(src[1:])))
+        try:
+            high = self.w.app.consumer.highwater(TP(topic, int(src[1:])))
+        except Exception:  # not fetched yet: something may be pending
+            return False
+        return done is not None and high is not None and done >= high
 
     def _port_of(self, port: str) -> str:
         rec = self.book.port_for(port)
@@ -312,7 +337,7 @@ class Pipeline:
                     if self.dedup.seen("c:" + complaint.complaint_id):
                         metrics.duplicates.inc()
                         continue
-                    source = f"{'r' if rekeyed else 'e'}{m.partition}"
+                    source = f"{'r' if rekeyed else 'c'}{m.partition}"
                     recent = state.recent(complaint.msisdn).marketing()
                     targets = self.stage1.on_complaint(
                         source, m.partition, m.offset, complaint, recent, wall_ms

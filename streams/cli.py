@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .simulator import register_cli
 
     register_cli(sub)
+    from .archive import register_cli as register_archive
+    from .audit import register_cli as register_audit
+    from .report import register_cli as register_report
+
+    register_audit(sub)
+    register_archive(sub)
+    register_report(sub)
     p = sub.add_parser("schemas", help=cmd_schemas.__doc__)
     p.add_argument("--out", default="docs/schemas")
     p.set_defaults(func=cmd_schemas)

@@ -109,6 +109,8 @@ class Progress:
     # separately from the watermark because the combined watermark can move backwards when
     # an idle source rejoins; a judged window must never be reopened.
     closed: dict[str, int] = field(default_factory=dict)
+    # per logical partition: did its last partial say it had nothing pending? (idleness)
+    caught_up: dict[int, bool] = field(default_factory=dict)
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -162,6 +164,7 @@ class Aggregator:
     ) -> list[Alert]:
         """Apply one partial; returns the alerts of thresholds crossed by it."""
         cfg = self.cfg
+        progress.caught_up[partial.logical] = partial.caught_up
         if partial.watermark is not None:
             progress.watermarks.advance(partial.logical, partial.watermark, wall_ms)
         else:
@@ -257,7 +260,10 @@ class Aggregator:
     ) -> list[Alert]:
         """Close every window the watermark has passed, oldest first; judge and forget them."""
         cfg = self.cfg
-        wm = progress.watermarks.combined(wall_ms)
+        wm = progress.watermarks.combined(
+            wall_ms,
+            lambda p: progress.caught_up.get(int(str(p)), True),
+        )
         if wm is None:
             return []
         alerts: list[Alert] = []

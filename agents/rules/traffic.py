@@ -11,9 +11,10 @@ event exactly once across restarts.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ def aggregate_alert_id(rule: str, subject_type: str, subject: str, window_start_
     return str(uuid.uuid5(R.ALERT_NAMESPACE, f"{rule}|{subject_type}|{subject}|{window_start_ms}"))
 
 
+@functools.lru_cache(maxsize=262_144)
 def subject_partition(dim: str, subject: str, partitions: int) -> int:
     """Stage-2 partition of a subject (murmur2 of `dim|subject`)."""
     if dim in SUBLET_COUNTS:
@@ -206,6 +208,7 @@ class Partial:
     counts: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
     sets: dict[tuple[str, str, int], set[str]] = field(default_factory=dict)
     meta: dict[tuple[str, str], str] = field(default_factory=dict)  # subject -> enterprise
+    caught_up: bool = True  # the logical partition had nothing pending when this was sent
 
     def encode(self) -> bytes:
         return json.dumps(
@@ -218,6 +221,7 @@ class Partial:
                 "c": [[d, s, w, offs] for (d, s, w), offs in self.counts.items()],
                 "v": [[d, s, w, sorted(vals)] for (d, s, w), vals in self.sets.items()],
                 "m": [[d, s, e] for (d, s), e in self.meta.items()],
+                "u": self.caught_up,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -235,6 +239,7 @@ class Partial:
             counts={(c[0], c[1], c[2]): c[3] for c in d["c"]},
             sets={(v[0], v[1], v[2]): set(v[3]) for v in d["v"]},
             meta={(m[0], m[1]): m[2] for m in d["m"]},
+            caught_up=d.get("u", True),
         )
 
 
@@ -320,7 +325,9 @@ class PartialBuilder:
             part = self._part(source, COMPLAINT_PREFIX + dim, subject)
             part.counts.setdefault((COMPLAINT_PREFIX + dim, subject, w), []).append(offset)
 
-    def build(self, watermarks: dict[int, int | None]) -> list[tuple[int, Partial]]:
+    def build(
+        self, watermarks: dict[int, int | None], caught_up: dict[int, bool] | None = None
+    ) -> list[tuple[int, Partial]]:
         """One partial per (source, stage-2 partition) for every source seen in the batch."""
         out: list[tuple[int, Partial]] = []
         for source, (logical, lo, hi) in self.ranges.items():
@@ -328,6 +335,7 @@ class PartialBuilder:
                 part = self.parts.get((source, q)) or Partial(source, logical, 0, 0, None)
                 part.lo, part.hi, part.logical = lo, hi, logical
                 part.watermark = watermarks.get(logical)
+                part.caught_up = True if caught_up is None else caught_up.get(logical, True)
                 out.append((q, part))
         self.parts.clear()
         self.ranges.clear()
@@ -386,12 +394,15 @@ class Stage1:
         partitions: int,
         hasher: MsisdnHasher,
         port_of: Callable[[str], str] = str,
+        caught_up: Callable[[Hashable], bool] | None = None,
     ) -> None:
         from .windows import Watermarks
 
         self.cfg = cfg
         self.hasher = hasher
         self.port_of = port_of
+        # source -> nothing pending (live: consumer lag 0); None offline (never pending)
+        self.caught_up = caught_up
         self.builder = PartialBuilder(partitions, cfg)
         self._wm: dict[int, Watermarks] = {}
         self._new_wm = Watermarks
@@ -400,7 +411,7 @@ class Stage1:
     def watermark(self, logical: int, wall_ms: int) -> int | None:
         """Current watermark of a logical partition."""
         w = self._wm.get(logical)
-        return None if w is None else w.combined(wall_ms)
+        return None if w is None else w.combined(wall_ms, self.caught_up)
 
     def _advance(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> None:
         w = self._wm.get(logical)
@@ -468,7 +479,9 @@ class Stage1:
     ) -> list[tuple[str, str]]:
         """Attribute and count a complaint; returns its targets (empty: unattributed)."""
         ts_ms = int(complaint.ts.timestamp() * 1000)
-        wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
+        # Complaints join event time; they don't drive it (gateway events define progress,
+        # and a burst of complaints must not make the traffic it is about late).
+        wm = self.watermark(logical, wall_ms)
         self.builder.touch(source, logical, offset)
         targets = attribute_complaint(complaint, recent, self.cfg, self.port_of)
         if targets:
@@ -480,5 +493,9 @@ class Stage1:
 
     def flush(self, wall_ms: int) -> list[tuple[int, Partial]]:
         """The batch's partials, one per (source, stage-2 partition)."""
-        marks = {p: w.combined(wall_ms) for p, w in self._wm.items()}
-        return self.builder.build(marks)
+        marks = {p: w.combined(wall_ms, self.caught_up) for p, w in self._wm.items()}
+        settled = {
+            p: self.caught_up is None or all(self.caught_up(src) for src in w.event_ms)
+            for p, w in self._wm.items()
+        }
+        return self.builder.build(marks, settled)

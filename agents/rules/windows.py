@@ -7,7 +7,7 @@ that has gone quiet stops holding the watermark back (idleness).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -40,9 +40,11 @@ class Windowing:
 class Watermarks:
     """Event-time progress of several sources; the combined watermark is their minimum.
 
-    A source that has not advanced for `idle_ms` of wall-clock time no longer holds the
-    combined watermark back (so quiet partitions don't stall window closing); it rejoins when
-    it advances again.
+    A source that has not advanced for `idle_ms` of wall-clock time *and has nothing pending*
+    (caught up: no consumer lag) no longer holds the combined watermark back, so quiet
+    partitions don't stall window closing; it rejoins when it advances again. A source with
+    pending records is never idle, however long it has been silent: in a backlog, or on a busy
+    machine, silence means "not read yet", and skipping it would make its records late.
     """
 
     def __init__(self, idle_ms: int = 30_000) -> None:
@@ -63,12 +65,19 @@ class Watermarks:
         seen = self.seen_wall_ms.get(source)
         return seen is not None and source in self.event_ms and wall_ms - seen < self.idle_ms
 
-    def combined(self, wall_ms: int) -> int | None:
-        """Minimum event time over the active sources (None before any source reported)."""
+    def combined(
+        self, wall_ms: int, caught_up: Callable[[Hashable], bool] | None = None
+    ) -> int | None:
+        """Minimum event time over the active sources (None before any source reported).
+
+        `caught_up(source)` tells whether a source has nothing pending; by default every
+        source counts as caught up (offline, where input is read in order).
+        """
         active = [
             ts
             for src, ts in self.event_ms.items()
             if wall_ms - self.seen_wall_ms.get(src, wall_ms) < self.idle_ms
+            or (caught_up is not None and not caught_up(src))
         ]
         if active:
             return min(active)

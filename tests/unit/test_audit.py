@@ -543,3 +543,65 @@ def test_archived_unsubscribe_revocations_keep_the_unsubscribe_cases(
 
 
 T_NOW = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+# -- the archive's files, without a broker ---------------------------------------------------
+
+
+def test_archive_store_files_are_audit_inputs_and_survive_a_torn_write(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Records appended by the archive's store in several flushes (gzip members) read back
+    whole; a torn member is cut off on the next start; expired files are swept."""
+    from smsmon.streams.archive import ArchiveStore, archive_line, good_gzip_prefix, record_date
+
+    s = settings()
+    root = tmp_path / "archive"
+    store = ArchiveStore(root, s.tz, retention_days=183)
+    store.open()
+    rows = events(scenario)
+    for i, row in enumerate(rows):
+        value = json.dumps(row, ensure_ascii=False).encode()
+        day = record_date(value, 0, s.tz, s.max_future_skew_seconds)
+        store.add("sms.events", 0, i, day, archive_line(False, None, value, 0))
+        if i % 200 == 199:
+            store.flush()
+    store.flush()
+    store.close()
+    path = root / "sms.events" / "2026-10-20.jsonl.gz"
+    size = path.stat().st_size
+    assert good_gzip_prefix(path) == size
+    with path.open("ab") as fh:  # a crash in the middle of the next member
+        fh.write(gzip.compress(b'{"torn": true}\n')[:15])
+    assert good_gzip_prefix(path) == size
+
+    store = ArchiveStore(root, s.tz, retention_days=183)
+    store.open()  # recovery: back to the recorded length
+    assert path.stat().st_size == size
+    assert store.already("sms.events", 0, len(rows) - 1)
+    assert not store.already("sms.events", 0, len(rows))
+    old = root / "sms.events" / "2020-01-01.jsonl.gz"
+    old.write_bytes(gzip.compress(b"{}\n"))
+    assert store.sweep(["sms.events"]) == [old]
+    store.close()
+
+    files = reference_files(tmp_path, scenario)
+    out = tmp_path / "out"
+    assert run_cli(["--events", str(root / "sms.events"), *ref_args(files), "--out", str(out)]) == 0
+    assert pairs(read_alerts(out)) == scenario.expected
+    assert malformed_rows(out) == []
+
+
+def test_archive_lines_keep_the_value_and_tombstones_keep_the_key() -> None:
+    from smsmon.streams.archive import archive_line, record_date
+
+    tz = settings().tz
+    assert archive_line(False, b"k", b'{"a":\n 1}', 5) == b'{"a":  1}'
+    assert archive_line(False, b"k", None, 5) == b"null"
+    tomb = json.loads(archive_line(True, b"13800001111|ENT", None, 1234))
+    assert tomb == {"_key": "13800001111|ENT", "_tombstone": True, "_timestamp": 1234}
+    ts = b'{"ts": "2026-10-31T17:30:00Z", "x": 1}'
+    assert record_date(ts, 0, tz, 86_400).isoformat() == "2026-11-01"  # local date
+    kafka_ms = int(dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC).timestamp() * 1000)
+    assert record_date(b"{not json", kafka_ms, tz, 86_400).isoformat() == "2026-05-01"
+    assert record_date(b'{"ts": "3026-01-01"}', kafka_ms, tz, 86_400).isoformat() == "2026-05-01"

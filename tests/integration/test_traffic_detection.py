@@ -1,0 +1,168 @@
+"""Simulated anomalies through the real broker and worker: every one alerted in time, and the
+live alert set equals the offline (audit) run of the same records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from bench.detectors import score_alerts
+from smsmon.agents.pipeline import content_checker
+from smsmon.agents.rules.engine import EngineConfig
+from smsmon.agents.rules.offline import OfflineRunner
+from smsmon.agents.rules.reference import ReferenceBook
+from smsmon.agents.rules.traffic import TrafficConfig
+from smsmon.config.settings import Settings
+from smsmon.streams.canonical import MsisdnHasher
+from smsmon.streams.codec import DecodeContext, decode_event, decode_model, signature_key
+from smsmon.streams.models import Alert, Complaint, ConsentRecord, PortRecord, SignatureRecord
+from smsmon.streams.simulator import SimConfig, generate
+
+from .conftest import Env, wait_ready, wait_until
+from .test_compliance_pipeline import produce, read_all
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-test-secret"
+
+
+def simulation() -> Any:
+    # 2.5 simulated hours so the hourly complaint windows close; a modest base rate keeps the
+    # run short while the injected incidents keep their shape.
+    start = dt.datetime(2026, 10, 20, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    return generate(
+        SimConfig(
+            seed=11,
+            start=start,
+            duration=2.2 * 3600,
+            base_rate=3.0,
+            scenarios=frozenset({"bombing", "sublet", "spike", "complaints"}),
+            subscribers=10_000,
+            msisdn_secret=SECRET.encode(),
+            incidents=1,
+        )
+    )
+
+
+def offline_alerts(sim: Any, records: list[tuple[str, bytes, bytes]]) -> list[Alert]:
+    """The same records through the same rules without Kafka (what `smsmon audit` runs)."""
+    ctx = DecodeContext(tz=sim.tz)
+    book = ReferenceBook()
+    for key, value in sim.reference.ports:
+        book.put_port(key, PortRecord.model_validate(value))
+    for key, value in sim.reference.signatures:
+        book.put_signature(signature_key(key.encode()), SignatureRecord.model_validate(value))
+    settings = Settings(msisdn_secret=SECRET)
+    runner = OfflineRunner(
+        book,
+        EngineConfig(hasher=MsisdnHasher(SECRET.encode(), "k1"), content=content_checker(settings)),
+        TrafficConfig(),
+    )
+    consent = [ConsentRecord.model_validate(v) for _, v in sim.reference.consent]
+
+    def decoded() -> Any:
+        yield from consent
+        for kind, key, value in records:
+            if kind == "complaint":
+                yield decode_model(Complaint, value, ctx)
+            else:
+                yield decode_event(value, key, ctx)
+
+    return list(runner.run(decoded()))
+
+
+@pytest.mark.timeout(1200)
+def test_simulated_anomalies_are_alerted_and_live_equals_offline(kenv: Env) -> None:
+    """Every injected anomaly alerts within two windows; live and offline alert ids agree."""
+    sim = simulation()
+    worker = kenv.start_worker()
+    wait_ready(worker)
+    enc = lambda v: json.dumps(v, ensure_ascii=False).encode()  # noqa: E731
+    ref = sim.reference
+    produce(
+        kenv.bootstrap, kenv.topic("sms.ref.ports"), [(k.encode(), enc(v)) for k, v in ref.ports]
+    )
+    produce(
+        kenv.bootstrap,
+        kenv.topic("sms.ref.signatures"),
+        [(k.encode(), enc(v)) for k, v in ref.signatures],
+    )
+    produce(
+        kenv.bootstrap,
+        kenv.topic("sms.ref.consent"),
+        [(k.encode(), enc(v)) for k, v in ref.consent],
+    )
+    pairs = len({k for k, _ in ref.consent})
+    wait_until(
+        lambda: worker.sample("smsmon_reference_entries", {"table": "consent"}) == pairs,
+        120,
+        f"{pairs} consent pairs",
+    )
+
+    records = [(kind, key.encode(), enc(value)) for kind, key, value in sim.records()]
+    events = [(k, v) for kind, k, v in records if kind == "event"]
+    complaints = [(k, v) for kind, k, v in records if kind == "complaint"]
+    produce(kenv.bootstrap, kenv.topic("sms.complaints"), complaints)
+    produce(kenv.bootstrap, kenv.topic("sms.events"), events)
+
+    def handled() -> float:
+        # every event is counted, skipped as a repeated event_id, or dead-lettered
+        return (
+            worker.sample("smsmon_events_total")
+            + worker.sample("smsmon_duplicate_events_total")
+            + worker.sample("smsmon_invalid_events_total", {"source": "events"})
+            + worker.sample("smsmon_invalid_events_total", {"source": "rekey"})
+        )
+
+    try:
+        wait_until(lambda: handled() >= len(events), 600, f"{len(events)} events handled")
+    except AssertionError:
+        print(worker.metrics_text())
+        raise
+    wait_until(
+        lambda: worker.sample("smsmon_complaints_total") >= len(complaints),
+        120,
+        "complaints processed",
+    )
+
+    expected = offline_alerts(sim, records)
+    want = {a.alert_id for a in expected}
+
+    def live() -> set[str] | None:
+        got = {
+            json.loads(r.value)["alert_id"]
+            for r in read_all(kenv.bootstrap, kenv.topic("sms.alerts"))
+        }
+        return got if want <= got else None
+
+    try:
+        got = wait_until(live, 120, "live alerts to include the offline set")
+    except AssertionError:
+        got = {
+            json.loads(r.value)["alert_id"]
+            for r in read_all(kenv.bootstrap, kenv.topic("sms.alerts"))
+        }
+        by_id = {a.alert_id: a for a in expected}
+        missing = sorted(
+            f"{by_id[i].rule} {by_id[i].subject or by_id[i].event_id}" for i in want - got
+        )
+        raise AssertionError(
+            f"{len(want - got)} offline alerts missing live: {missing[:20]}"
+        ) from None
+    live_alerts = [
+        Alert.model_validate_json(r.value)
+        for r in read_all(kenv.bootstrap, kenv.topic("sms.alerts"))
+    ]
+    extra = sorted(
+        {f"{a.rule} {a.subject or a.event_id}" for a in live_alerts if a.alert_id not in want}
+    )
+    assert got == want, f"live has {len(got - want)} alerts offline has not: {extra[:20]}"
+
+    score = score_alerts(sim.truth, live_alerts, TrafficConfig())
+    assert score.incidents == len(sim.truth) > 0
+    assert score.detected == score.incidents, score.missed
+    assert score.false_alerts == 0
+    assert worker.proc.poll() is None
