@@ -134,6 +134,8 @@ class Env:
             "SMSMON_TOPIC_PORTS": f"{p}.sms.ref.ports",
             "SMSMON_TOPIC_SIGNATURES": f"{p}.sms.ref.signatures",
             "SMSMON_TOPIC_CONSENT": f"{p}.sms.ref.consent",
+            "SMSMON_TOPIC_COMPLAINTS": f"{p}.sms.complaints",
+            "SMSMON_TOPIC_EXEMPTIONS": f"{p}.sms.ref.exemptions",
             "SMSMON_TOPIC_ALERTS": f"{p}.sms.alerts",
             "SMSMON_TOPIC_DLQ": f"{p}.sms.events.dlq",
             "SMSMON_MSISDN_SECRET": "integration-test-secret",

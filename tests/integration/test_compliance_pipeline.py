@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -41,23 +42,25 @@ def produce(bootstrap: str, topic: str, rows: list[tuple[bytes | None, bytes | N
     return partitions
 
 
-def read_all(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[Any]:
-    """Every record currently on `topic`, from the beginning."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=timeout_ms
-    )
-    parts = consumer.partitions_for_topic(topic) or set()
-    tps = [TopicPartition(topic, p) for p in parts]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    end = consumer.end_offsets(tps)
-    out = []
-    for rec in consumer:
-        out.append(rec)
-        if all(consumer.position(tp) >= end[tp] for tp in tps):
-            break
-    consumer.close()
-    return out
+def read_all(bootstrap: str, topic: str, timeout_ms: int = 60_000) -> list[Any]:
+    """Every record currently on `topic`: polls until the end offsets seen at the start."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_ms / 1000
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end offsets {end}")
+            for records in consumer.poll(timeout_ms=1000, max_records=10_000).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
 
 
 def alert_pairs(env: Env) -> set[tuple[str, str]]:
