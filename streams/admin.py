@@ -91,10 +91,7 @@ def connect_admin(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClie
     except (KafkaError, OSError, ValueError) as exc:
         auth = ""
         if settings.kafka_security_protocol.startswith("SASL"):
-            auth = (
-                f" with SASL {settings.kafka_sasl_mechanism} as "
-                f"{settings.kafka_sasl_username!r}"
-            )
+            auth = f" with SASL {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}"
         raise KafkaUnreachableError(
             f"smsmon: cannot connect to Kafka at {settings.kafka_bootstrap} "
             f"({settings.kafka_security_protocol}{auth}) within {timeout_s:.0f} s: "
