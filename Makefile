@@ -29,7 +29,10 @@ lint: install ## ruff (lint + format check) and mypy --strict
 
 test: install broker ## All tests: unit, then integration against a real local Kafka broker
 	$(BIN)/pytest -m "not integration" -q
-	$(BIN)/pytest -m integration -q
+	$(BIN)/pytest -m "integration and not reliability" -q
+
+test-reliability: install broker ## Fault-injection tests (kills, rebalances, broker restart, SASL)
+	$(BIN)/pytest -m reliability -q
 
 test-unit: install ## Unit tests only (no broker)
 	$(BIN)/pytest -m "not integration" -q
@@ -37,10 +40,15 @@ test-unit: install ## Unit tests only (no broker)
 demo: install broker ## Local broker + worker + sample traffic, live terminal view; Ctrl-C stops all
 	$(BIN)/python -m smsmon.streams.demo
 
+bench: install broker ## Throughput benchmark on a local broker (docs/performance.md); BENCH_ARGS="--quick"
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+.PHONY: bench
+
 schemas: install ## Re-export JSON Schemas of the wire contract into docs/schemas
 	$(BIN)/smsmon schemas --out docs/schemas
 
 clean: ## Remove local state (venv kept)
 	rm -rf data .demo .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install broker lint test test-unit demo schemas clean
+.PHONY: help install broker lint test test-reliability test-unit demo schemas clean
