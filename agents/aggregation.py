@@ -18,6 +18,7 @@ from smsmon.streams.metrics import Metrics
 from smsmon.streams.models import Alert
 from smsmon.streams.output import BatchOutput
 
+from .pipeline import send_failed
 from .rules.aggregate import Aggregator, Progress, SubjectState
 from .rules.engine import BatchOverlay
 from .rules.reference import ReferenceBook
@@ -60,7 +61,7 @@ class Aggregation:
         self.store = _OverlayStore(self.overlay)
         self.progress: dict[int, Progress] = {}
         self.cfg = cfg
-        self.out = BatchOutput(wiring.app)
+        self.out = BatchOutput(wiring.app, on_error=send_failed)
 
     def register(self) -> None:
         self.w.app.agent(self.w.counts, name=AGGREGATE_AGENT)(self.aggregate_counts)

@@ -117,6 +117,22 @@ def fail_fast(what: str) -> None:
     os._exit(70)
 
 
+def send_failed(exc: BaseException, topic: str) -> None:
+    """A batch of output records was refused: exit before its inputs are committed.
+
+    The records were queued by a processed batch whose offsets Faust will commit after the
+    producer flush; the flush does not fail on a refused batch. Exiting now means the inputs
+    are processed again after the restart instead of their outputs being lost.
+    """
+    log.critical(
+        "sending to %s failed with %s; exiting so the inputs are processed again after restart",
+        topic,
+        type(exc).__name__,
+    )
+    logging.shutdown()
+    os._exit(70)
+
+
 def content_checker(settings: Settings) -> Any:
     """The content rules configured by settings (None when turned off)."""
     if not settings.content_rules_enabled:
@@ -163,7 +179,7 @@ class Pipeline:
         )
         self.book.exemptions.hasher = self.engine.config.hasher
         self.dedup = Deduper(settings.dedup_capacity)
-        self.out = BatchOutput(wiring.app)
+        self.out = BatchOutput(wiring.app, on_error=send_failed)
         self.state = TableState(wiring.consent, wiring.recent)
         self.state.flood_overlay = BatchOverlay(wiring.flood.get)
         self.traffic_config = TrafficConfig()
@@ -223,6 +239,9 @@ class Pipeline:
         self.aggregation.register()
         app.task(self.loader.run)
         app.timer(2.0)(self.refresh_gauges)
+        # Read at scrape time (in the HTTP server's thread), not by the timer: while tables
+        # restore, the timer did not get to run and the gauge stayed 0 for the whole restore.
+        self.metrics.recovering.set_function(self._recovering)
         app.on_rebalance_complete.connect(self._on_rebalance)
         from smsmon import __version__
         from smsmon.streams.models import SCHEMA_VERSION
@@ -440,11 +459,19 @@ class Pipeline:
         self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
         self.metrics.reference_entries.labels("exemptions").set(len(book.exemptions))
 
-    async def refresh_gauges(self) -> None:
-        self._refresh_lag()
+    def _recovering(self) -> float:
         recovery = getattr(self.w.app.tables, "recovery", None)
-        recovering = bool(getattr(recovery, "in_recovery", False))
-        self.metrics.recovering.set(1 if recovering else 0)
+        return 1.0 if getattr(recovery, "in_recovery", False) else 0.0
+
+    async def refresh_gauges(self) -> None:
+        try:
+            self._refresh_gauges()
+        except Exception:  # a gauge must never take the worker down (Faust crashes on it)
+            log.exception("refreshing gauges failed")
+
+    def _refresh_gauges(self) -> None:
+        self._refresh_lag()
+        recovering = bool(self._recovering())
         if recovering:
             return
         actives = frozenset(self.w.app.assignor.assigned_actives())
@@ -473,7 +500,12 @@ class Pipeline:
             if done is None:
                 committed = getattr(consumer, "_committed_offset", {}).get(tp)
                 done = committed if committed is not None else high
-            gauge.labels(tp.topic, str(tp.partition)).set(max(0, (high or 0) - done))
+            if high is None or done is None:
+                # Right after an assignment there is neither a highwater nor a position:
+                # nothing to report yet (this timer must never raise: Faust would crash the
+                # app on it, docs/reliability.md defect 4).
+                continue
+            gauge.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
         for key in list(self._positions):
             if key not in {(tp.topic, tp.partition) for tp in assigned}:
                 self._positions.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,11 @@ class KafkaUnreachableError(SystemExit):
 
 def connect_admin(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClient:
     """An admin client, or a clear error within `timeout_s` (never an endless retry)."""
+    # kafka-python retries a refused SASL handshake until the bootstrap times out and then
+    # reports only "Unable to bootstrap"; the authentication error shows in its log records.
+    seen = _AuthErrors()
+    kafka_log = logging.getLogger("kafka")
+    kafka_log.addHandler(seen)
     try:
         return KafkaAdminClient(
             client_id=f"{settings.app_id}-admin",
@@ -89,15 +95,61 @@ def connect_admin(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClie
             **kafka_client_config(settings),
         )
     except (KafkaError, OSError, ValueError) as exc:
-        auth = ""
-        if settings.kafka_security_protocol.startswith("SASL"):
-            auth = f" with SASL {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}"
-        raise KafkaUnreachableError(
-            f"smsmon: cannot connect to Kafka at {settings.kafka_bootstrap} "
-            f"({settings.kafka_security_protocol}{auth}) within {timeout_s:.0f} s: "
-            f"{type(exc).__name__}: {exc}. Check SMSMON_KAFKA_BOOTSTRAP, the security "
-            "protocol and the credentials."
-        ) from None
+        raise KafkaUnreachableError(_connect_error(settings, timeout_s, exc, seen)) from None
+    finally:
+        kafka_log.removeHandler(seen)
+
+
+class _AuthErrors(logging.Handler):
+    """Remembers whether kafka-python logged an authentication failure."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record must not break the connection attempt
+            return
+        if "Authentication" in text or "SaslAuthenticat" in text:
+            self.failed = True
+
+
+def _reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to any bootstrap address succeeds."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host or "localhost", int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _connect_error(settings: Settings, timeout_s: float, exc: Exception, seen: _AuthErrors) -> str:
+    """One clear sentence on why the connection failed (never the password)."""
+    where = f"Kafka at {settings.kafka_bootstrap} ({settings.kafka_security_protocol}"
+    if settings.kafka_security_protocol.startswith("SASL"):
+        who = f"SASL {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}"
+        if seen.failed or _reachable(settings.kafka_bootstrap):
+            cause = (
+                "the broker rejected the credentials"
+                if seen.failed
+                else "the broker accepts connections but the SASL handshake did not complete"
+            )
+            return (
+                f"smsmon: authentication failed for {who} at {where}): {cause}. Check "
+                "SMSMON_KAFKA_SASL_USERNAME, SMSMON_KAFKA_SASL_PASSWORD and "
+                "SMSMON_KAFKA_SASL_MECHANISM (and that the listener speaks SASL)."
+            )
+        where += f" with {who}"
+    return (
+        f"smsmon: cannot connect to {where}) within {timeout_s:.0f} s: "
+        f"{type(exc).__name__}: {exc}. Check SMSMON_KAFKA_BOOTSTRAP, the security "
+        "protocol and the credentials."
+    )
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -109,16 +161,18 @@ def ensure_topics(settings: Settings) -> None:
             for t in admin.describe_topics()
             if not t.get("error_code")
         }
-        specs = topic_specs(settings)
+        # The table changelogs are created here too, not left to Faust: Faust creates them
+        # while the group forms, and a changelog missing from the consumer's first metadata
+        # snapshot counts as 0 partitions, so the first table write raised PartitionsMismatch
+        # on a fresh app id (docs/reliability.md, defect 5).
+        specs = topic_specs(settings) + [
+            TopicSpec(name, settings.partitions, COMPACT, True)
+            for name in changelog_topics(settings)
+        ]
         wrong = [
             f"{s.name} has {existing[s.name]} partitions"
             for s in specs
             if s.copartitioned and s.name in existing and existing[s.name] != s.partitions
-        ]
-        wrong += [
-            f"{name} has {existing[name]} partitions"
-            for name in changelog_topics(settings)
-            if name in existing and existing[name] != settings.partitions
         ]
         if wrong:
             raise TopicLayoutError(

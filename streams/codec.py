@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -26,6 +27,9 @@ from .models import (
 Event = MtEvent | MoEvent | DlrEvent
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(GatewayEvent)
 M = TypeVar("M", bound=BaseModel)
+
+# Bytes of an invalid record's key and value kept in its dead letter (see dead_letter).
+DEAD_LETTER_KEEP_BYTES = 64 * 1024
 
 # Field names that may appear in `schema:<field>` reasons; anything else maps to `schema:value`
 # so that the reason label stays bounded whatever the input.
@@ -169,11 +173,29 @@ def dead_letter(
     value: bytes | None,
     now: dt.datetime,
 ) -> DeadLetter:
-    """Build a dead letter that keeps the original bytes (text if UTF-8, else base64)."""
+    """Build a dead letter that keeps the original bytes (text if UTF-8, else base64).
+
+    Key and value are kept up to DEAD_LETTER_KEEP_BYTES each: a record just under the broker's
+    size limit would otherwise give a dead letter over it (base64 grows by a third, JSON
+    escapes up to six times), which the producer refuses. A longer original is cut, and its
+    size and SHA-256 are recorded so it can be matched to the source record.
+    """
+    truncated = False
 
     def split(b: bytes | None) -> tuple[str | None, str | None]:
+        nonlocal truncated
         if b is None:
             return None, None
+        if len(b) > DEAD_LETTER_KEEP_BYTES:
+            truncated = True
+            b = b[:DEAD_LETTER_KEEP_BYTES]
+            # Do not let the cut split a UTF-8 sequence of an otherwise valid text.
+            for cut in range(4):
+                try:
+                    return b[: len(b) - cut].decode("utf-8"), None
+                except UnicodeDecodeError:
+                    continue
+            return None, base64.b64encode(b).decode("ascii")
         try:
             return b.decode("utf-8"), None
         except UnicodeDecodeError:
@@ -181,7 +203,12 @@ def dead_letter(
 
     key_text, key_b64 = split(key)
     value_text, value_b64 = split(value)
+    whole = value if value is not None and len(value) > DEAD_LETTER_KEEP_BYTES else key
+    cut = truncated and whole is not None
     return DeadLetter(
+        truncated=True if cut else None,
+        original_size=len(whole) if cut and whole is not None else None,
+        original_sha256=hashlib.sha256(whole).hexdigest() if cut and whole is not None else None,
         reason=reason,
         error=error[:500],
         source_topic=topic,

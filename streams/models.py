@@ -296,6 +296,12 @@ class DeadLetter(BaseModel):
     value_text: str | None = None
     value_base64: str | None = None
     received_at: dt.datetime
+    # Set when the original key or value was longer than codec.DEAD_LETTER_KEEP_BYTES and
+    # only its first bytes are kept (the record stays at source_topic/partition/offset
+    # while the topic retains it).
+    truncated: bool | None = None
+    original_size: int | None = None
+    original_sha256: str | None = None
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:

@@ -22,8 +22,14 @@ Ack = Callable[[], None]
 class BatchOutput:
     """Collects (topic, partition, key, value, headers) records and sends them in batches."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(
+        self, app: Any, on_error: Callable[[BaseException, str], None] | None = None
+    ) -> None:
         self.app = app
+        # Called when the broker refuses a batch (after the producer's own retries). Faust's
+        # flush before commit does not raise on a failed batch, so without this the records
+        # would be lost while the input offsets are committed.
+        self.on_error = on_error
         self._pending: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
         self._partitions: dict[str, int] = {}
         self.sent = 0
@@ -66,7 +72,7 @@ class BatchOutput:
                 p = (int(murmur2(key)) & 0x7FFFFFFF) % n if key is not None else 0
                 by_tp.setdefault((topic, p), []).append(rec)
         self._pending.clear()
-        now = time.time()
+        now = int(time.time() * 1000)  # aiokafka batch timestamps are epoch ms
         for (topic, partition), records in by_tp.items():
             batch = producer.create_batch()
             acks: list[Ack] = []
@@ -81,14 +87,21 @@ class BatchOutput:
                 self.sent += 1
             await self._send(producer, batch, topic, partition, acks)
 
-    @staticmethod
-    async def _send(producer: Any, batch: Any, topic: str, partition: int, acks: list[Ack]) -> None:
+    async def _send(
+        self, producer: Any, batch: Any, topic: str, partition: int, acks: list[Ack]
+    ) -> None:
         fut = await producer.send_batch(batch, topic, partition=partition)
-        if acks:
+        on_error = self.on_error
 
-            def done(f: Any) -> None:
-                if not f.cancelled() and f.exception() is None:
-                    for ack in acks:
-                        ack()
+        def done(f: Any) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                if on_error is not None:
+                    on_error(exc, topic)
+                return
+            for ack in acks:
+                ack()
 
-            fut.add_done_callback(done)
+        fut.add_done_callback(done)

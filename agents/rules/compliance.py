@@ -21,6 +21,8 @@ from .consent import ConsentState
 from .reference import ReferenceBook
 
 ConsentLookup = Callable[[str, str], ConsentState | None]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
 
 
 @dataclass(slots=True)
@@ -116,7 +118,11 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
         state = consent(event.msisdn, ent)
         if state is None:
             out.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
-        elif state.revoked:
+        elif state.revoked and state.ts_us <= (event.ts - _EPOCH) // _US:
+            # Judged as of the message's own ts: a revocation stamped after the message
+            # does not apply to it. A replay after a crash finds the table already holding
+            # revocations written by later records; without this the replayed messages
+            # would be judged "after unsubscribe" (docs/reliability.md, replay semantics).
             out.append(
                 Finding(
                     R.CONSENT_REVOKED,

@@ -204,33 +204,6 @@ def wait_settled(env: Env, workers: list[Worker], timeout: float = 150) -> None:
         raise
 
 
-def precreate_changelogs(env: Env) -> None:
-    """Create the table changelog topics before the first worker starts.
-
-    Workaround for a start-up race (reported with this test suite): on a fresh app id Faust
-    creates the changelogs itself while the consumer group forms; a changelog missing from the
-    consumer's first metadata snapshot counts as 0 partitions, and the first table write of
-    `aggregate_counts` then raises PartitionsMismatch (the worker exits with 70). It shows
-    mostly on the SASL listener, where every connection is slower.
-    """
-    from kafka.admin import NewTopic
-
-    from smsmon.config.settings import Settings
-    from smsmon.streams.admin import changelog_topics
-
-    names = changelog_topics(Settings(app_id=env.prefix, partitions=env.partitions))
-    admin = KafkaAdminClient(bootstrap_servers=env.bootstrap)
-    try:
-        admin.create_topics(
-            [
-                NewTopic(n, env.partitions, 1, topic_configs={"cleanup.policy": "compact"})
-                for n in names
-            ]
-        )
-    finally:
-        admin.close()
-
-
 def topic_layout(env: Env) -> str:
     """Partition counts of this environment's topics (diagnostics for failures)."""
     with contextlib.suppress(Exception):
@@ -348,14 +321,7 @@ def kill_when(workers: list[Worker], victim: Worker, at_least: float, total: int
 
 # -- 1. SIGKILL and restart --------------------------------------------------------------------
 
-REPLAY_BUG = (
-    "BUG: a replayed mt is judged against consent state written by later records of the "
-    "same uncommitted range (agents/rules/compliance.py:119 ignores the revocation's ts), "
-    "so the mt before an unsubscribe gets an invented consent.revoked after a crash"
-)
 
-
-@pytest.mark.xfail(strict=True, raises=InventedAlertsError, reason=REPLAY_BUG)
 def test_sigkill_mid_stream_then_restart_loses_and_invents_no_alert(kenv: Env) -> None:
     """A worker killed with SIGKILL mid-stream and restarted on the same data dir: the
     per-message alert set equals the expected one (repeats allowed, none missing or invented).
@@ -382,7 +348,6 @@ def test_sigkill_mid_stream_then_restart_loses_and_invents_no_alert(kenv: Env) -
     assert restarted.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=True, raises=InventedAlertsError, reason=REPLAY_BUG)
 def test_replay_of_uncommitted_records_gives_the_same_alerts(kenv: Env) -> None:
     """Deterministic form of a crash between the changelog flush and the offset commit.
 
@@ -427,7 +392,6 @@ def test_replay_of_uncommitted_records_gives_the_same_alerts(kenv: Env) -> None:
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "10"}
 
 
-@pytest.mark.xfail(strict=True, raises=InventedAlertsError, reason=REPLAY_BUG)
 def test_rebalance_kill_one_of_two_then_a_third_joins(kenv: Env) -> None:
     """Two workers share the group; one is SIGKILLed mid-stream, then a third joins: the alert
     set is exact (repeats allowed)."""
@@ -914,14 +878,6 @@ class LostDeadLetterError(AssertionError):
     """A record was counted as a dead letter but never reached the dead-letter topic."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=LostDeadLetterError,
-    reason="BUG: the dead letter of a large record keeps the whole original (base64 or JSON-"
-    "escaped, streams/codec.py dead_letter) and exceeds producer_max_request_size (1 MiB, "
-    "streams/app.py); the send fails in the background (agents/pipeline.py _dead_letter, "
-    "'Future exception was never retrieved'), the record is counted and committed but lost",
-)
 def test_a_too_large_record_whose_dead_letter_exceeds_the_producer_limit(kenv: Env) -> None:
     """A 900 KB record of invalid UTF-8 (base64 grows it by 4/3) or of characters JSON must
     escape is still dead-lettered exactly once, and the worker goes on."""
@@ -1041,3 +997,46 @@ def test_published_records_carry_the_current_time(kenv: Env) -> None:
             f"(first: {wrong[0]} ms = "
             f"{dt.datetime.fromtimestamp(wrong[0] / 1000, dt.UTC).isoformat()})"
         )
+
+
+# -- 9. compressed input ------------------------------------------------------------------------
+
+
+def test_compressed_input_from_gateways_is_read(kenv: Env) -> None:
+    """Gateways commonly compress: events and consent written with lz4, snappy, zstd and gzip
+    give the exact alert set, and the worker keeps running (aiokafka needs cramjam for the
+    first three; without it the fetcher crashed and the worker exited)."""
+    worker = kenv.start_worker("w1")
+    wait_ready(worker)
+    scenario = Builder(seed=10).build(stories=400)
+    ref = scenario.reference
+    for name, rows in (
+        ("sms.ref.ports", ref.ports),
+        ("sms.ref.signatures", ref.signatures),
+    ):
+        produce_rows(kenv.bootstrap, kenv.topic(name), [(k.encode(), enc(v)) for k, v in rows])
+    produce_rows(
+        kenv.bootstrap,
+        kenv.topic("sms.ref.consent"),
+        [(k.encode(), enc(v)) for k, v in ref.consent],
+        **{"compression.type": "zstd"},
+    )
+    pairs = len({k for k, _ in ref.consent})
+    wait_for(
+        [worker],
+        lambda: (
+            worker.sample("smsmon_reference_entries", {"table": "consent"}) == pairs
+            and worker.sample("smsmon_reference_entries", {"table": "ports"}) == len(ref.ports)
+        ),
+        timeout=120,
+        what="compressed consent and the ports loaded",
+    )
+    rows = event_rows(scenario.events)
+    codecs = ["lz4", "snappy", "zstd", "gzip"]
+    step = -(-len(rows) // len(codecs))
+    for i, codec in enumerate(codecs):
+        chunk = rows[i * step : (i + 1) * step]
+        produce_rows(kenv.bootstrap, kenv.topic("sms.events"), chunk, **{"compression.type": codec})
+    wait_settled(kenv, [worker], timeout=120)
+    assert worker.proc.poll() is None, worker.log()[-3000:]
+    assert_alert_set(kenv, scenario.expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smsmon.streams.codec import (
+    DEAD_LETTER_KEEP_BYTES,
     DecodeContext,
     DecodeError,
     consent_key,
@@ -590,3 +592,41 @@ def test_dead_letter_round_trips_any_bytes(raw: bytes) -> None:
         else base64.b64decode(dl.value_base64 or "")
     )
     assert recovered == raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"' * 900_000, b"\xff" * 900_000, b"\x00" * 900_000, "退订".encode() * 200_000],
+    ids=["quotes", "invalid-utf8", "nul", "cjk"],
+)
+def test_dead_letter_of_a_huge_record_stays_small_and_names_the_original(raw: bytes) -> None:
+    """A record near the broker limit gives a dead letter well under it, with size and hash."""
+    dl = dead_letter(
+        reason="too_large",
+        error="x",
+        topic="t",
+        partition=0,
+        offset=7,
+        key=b"13800138000",
+        value=raw,
+        now=NOW,
+    )
+    wire = dl.model_dump_json(exclude_none=True).encode()
+    assert len(wire) < 512 * 1024
+    assert dl.truncated is True
+    assert dl.original_size == len(raw)
+    assert dl.original_sha256 == hashlib.sha256(raw).hexdigest()
+    kept = (
+        dl.value_text.encode("utf-8")
+        if dl.value_text is not None
+        else base64.b64decode(dl.value_base64 or "")
+    )
+    assert raw.startswith(kept) and len(kept) >= DEAD_LETTER_KEEP_BYTES - 3
+    assert dl.key_text == "13800138000"
+
+
+def test_dead_letter_of_a_small_record_is_not_marked_truncated() -> None:
+    dl = dead_letter(
+        reason="json", error="x", topic="t", partition=0, offset=0, key=None, value=b"{", now=NOW
+    )
+    assert dl.truncated is None and dl.original_size is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -402,6 +403,18 @@ def test_consent_missing_fires_for_marketing_without_consent(f: Factory) -> None
 def test_consent_revoked_fires_for_marketing_after_revocation(f: Factory) -> None:
     """consent.revoked: declared marketing, E known, consent for (msisdn, E) revoked."""
     assert check(f.mt(), f.book(), consents(ENT_A=REVOKED)) == ["consent.revoked"]
+
+
+def test_consent_revoked_applies_only_to_messages_at_or_after_the_revocation(
+    f: Factory,
+) -> None:
+    """A revocation stamped after the message does not apply to it (replays judge as live)."""
+    mt = f.mt(at=60.0)
+    ts_us = (mt.ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
+    later = ConsentState(ConsentStatus.REVOKED, ts_us + 1)
+    same = ConsentState(ConsentStatus.REVOKED, ts_us)
+    assert check(mt, f.book(), consents(ENT_A=later)) == []
+    assert check(mt, f.book(), consents(ENT_A=same)) == ["consent.revoked"]
 
 
 def test_granted_consent_passes_marketing(f: Factory) -> None:
