@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -26,6 +25,8 @@ def canonical_msisdn(raw: object) -> str:
     """
     if not isinstance(raw, str):
         raise CanonicalError(f"msisdn must be a string, got {type(raw).__name__}")
+    if type(raw) is str and len(raw) == 11 and raw[0] == "1" and raw.isascii() and raw.isdigit():
+        return raw  # already canonical (the common case): what the full path below returns
     s = _MSISDN_NOISE.sub("", raw)
     if s.startswith("+86"):
         s = s[3:]
@@ -85,11 +86,27 @@ def extract_signature(signature_field: str | None, text: str) -> str | None:
     Returns the canonical (normalised) signature or None.
     """
     if signature_field is not None:
-        return canonical_signature(signature_field)
+        return _signature_cached(signature_field)
     m = _LEADING_SIG.match(text) or _TRAILING_SIG.search(text)
     if m is None:
         return None
-    return canonical_signature(m.group(1))
+    return _signature_cached(m.group(1))
+
+
+_SIGNATURES: dict[str, str | None] = {}
+
+
+def _signature_cached(raw: str) -> str | None:
+    """canonical_signature(raw), remembered: traffic uses a few thousand signatures."""
+    try:
+        return _SIGNATURES[raw]
+    except KeyError:
+        pass
+    sig = canonical_signature(raw)
+    if len(_SIGNATURES) >= 65_536:
+        _SIGNATURES.clear()
+    _SIGNATURES[raw] = sig
+    return sig
 
 
 def partition_for(msisdn: str, partitions: int) -> int:
@@ -118,7 +135,7 @@ class MsisdnHasher:
         self._key_id = key_id
 
     def __call__(self, msisdn: str) -> str:
-        digest = hmac.new(self._key, msisdn.encode(), hashlib.sha256).hexdigest()
+        digest = hmac.digest(self._key, msisdn.encode(), "sha256").hex()
         return f"{self._key_id}:{digest}"
 
 

@@ -53,41 +53,69 @@ class Severity(StrEnum):
 def parse_ts(value: object, info: ValidationInfo) -> dt.datetime:
     """Parse the contract's `ts`: ISO-8601 (offset or naive in the configured tz) or epoch ms."""
     ctx = info.context or {}
-    tz: ZoneInfo = ctx.get("tz", _DEFAULT_TZ)
-    if isinstance(value, bool):
-        raise ValueError("ts must be ISO-8601 text or integer epoch milliseconds")
-    if isinstance(value, int):
-        if value < _EPOCH_MS_MIN:
-            raise ValueError("integer ts must be epoch milliseconds (>= 10^12)")
-        try:
-            ts = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
-        except (OverflowError, OSError, ValueError) as exc:
-            raise ValueError("ts epoch milliseconds out of range") from exc
-    elif isinstance(value, str):
-        if len(value) > 40:
-            raise ValueError("ts text too long for ISO-8601")
-        try:
-            ts = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError("ts is not ISO-8601") from exc
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=tz)
-    elif isinstance(value, dt.datetime) and value.tzinfo is not None:
-        ts = value
+    return check_ts(
+        value, ctx.get("tz", _DEFAULT_TZ), ctx.get("now"), ctx.get("max_future_skew", 86_400.0)
+    )
+
+
+def check_ts(value: object, tz: ZoneInfo, now: dt.datetime | None, skew: float) -> dt.datetime:
+    """`parse_ts` with its context spelled out (the codec's fast path calls it directly)."""
+    if type(value) is str:  # the common case first (a str is neither bool nor int)
+        ts = _iso_ts(value, tz)
+        # A local time in 2001 or later is after 2000-01-01 UTC whatever its offset (< 24 h).
+        early = ts.year <= 2000 and ts < _EARLIEST
     else:
-        raise ValueError("ts must be ISO-8601 text or integer epoch milliseconds")
-    now: dt.datetime | None = ctx.get("now")
-    skew: float = ctx.get("max_future_skew", 86_400.0)
-    if ts < _EARLIEST:
+        if isinstance(value, bool):
+            raise ValueError("ts must be ISO-8601 text or integer epoch milliseconds")
+        if isinstance(value, int):
+            if value < _EPOCH_MS_MIN:
+                raise ValueError("integer ts must be epoch milliseconds (>= 10^12)")
+            try:
+                ts = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+            except (OverflowError, OSError, ValueError) as exc:
+                raise ValueError("ts epoch milliseconds out of range") from exc
+        elif isinstance(value, str):
+            ts = _iso_ts(value, tz)
+        elif isinstance(value, dt.datetime) and value.tzinfo is not None:
+            ts = value
+        else:
+            raise ValueError("ts must be ISO-8601 text or integer epoch milliseconds")
+        early = ts < _EARLIEST
+    if early:
         raise ValueError("ts is before 2000-01-01")
     if now is not None:
         try:
-            latest = now + dt.timedelta(seconds=skew)
+            latest = now + _seconds(skew)
         except OverflowError:
             latest = dt.datetime.max.replace(tzinfo=dt.UTC)
         if ts > latest:
             raise ValueError("ts is in the future beyond the allowed clock skew")
     return ts
+
+
+def _iso_ts(value: str, tz: ZoneInfo) -> dt.datetime:
+    if len(value) > 40:
+        raise ValueError("ts text too long for ISO-8601")
+    try:
+        ts = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError("ts is not ISO-8601") from exc
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=tz)
+    return ts
+
+
+_SKEWS: dict[float, dt.timedelta] = {}
+
+
+def _seconds(skew: float) -> dt.timedelta:
+    """timedelta(seconds=skew), remembered for the few skews a process uses."""
+    delta = _SKEWS.get(skew)
+    if delta is None:
+        delta = dt.timedelta(seconds=skew)
+        if len(_SKEWS) < 16:
+            _SKEWS[skew] = delta
+    return delta
 
 
 def _msisdn(value: object) -> str:
