@@ -19,6 +19,8 @@ class ContentChecker:
     The classifier runs only for messages declared notification or verification; its verdict
     depends on the masked text alone (digits and links masked), so verdicts are cached by
     masked text: templated traffic (codes, delivery notices) is classified once per template.
+    The opt-out check of a marketing text is cached by the text itself (a campaign sends the
+    same text to many subscribers).
     """
 
     def __init__(
@@ -31,6 +33,7 @@ class ContentChecker:
         self.hours = hours
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
+        self._optout: dict[str, bool] = {}
 
     def verdict(self, text: str) -> Verdict:
         """Classifier verdict for `text`, cached by its masked form."""
@@ -42,6 +45,17 @@ class ContentChecker:
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return v
+
+    def optout(self, text: str) -> bool:
+        """`has_optout(text)`, cached by text (the oldest entry goes first when full)."""
+        found = self._optout.get(text)
+        if found is None:
+            found = has_optout(text)
+            cache = self._optout
+            cache[text] = found
+            if len(cache) > self.cache_size:
+                del cache[next(iter(cache))]
+        return found
 
     def check(self, event: MtEvent) -> list[Finding]:
         """Content findings for one mt event (never quoting the text or its digits)."""
@@ -61,7 +75,7 @@ class ContentChecker:
                     f"threshold {self.classifier.threshold:g}",
                 )
             )
-        if not has_optout(event.text):
+        if not self.optout(event.text):
             out.append(
                 Finding(
                     R.CONTENT_OPTOUT_MISSING,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 
@@ -57,6 +58,26 @@ PER_MESSAGE_RULES: tuple[Rule, ...] = (
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in PER_MESSAGE_RULES}
 
 
+_NAMESPACE_SHA1 = hashlib.sha1(ALERT_NAMESPACE.bytes)
+
+
 def alert_id(rule_id: str, event_id: str) -> str:
     """Deterministic id of a per-message alert, so replays and repeats give the same id."""
-    return str(uuid.uuid5(ALERT_NAMESPACE, f"{rule_id}|{event_id}"))
+    return uuid5_str(f"{rule_id}|{event_id}")
+
+
+def uuid5_str(name: str) -> str:
+    """`str(uuid.uuid5(ALERT_NAMESPACE, name))`, without building a UUID object.
+
+    RFC 4122 version 5: the first 16 bytes of SHA-1(namespace || name) with the version
+    nibble set to 5 and the variant bits to 10 (tests/unit/test_fast_paths.py compares it
+    with the standard library).
+    """
+    h = _NAMESPACE_SHA1.copy()
+    h.update(name.encode("utf-8"))
+    x = h.hexdigest()
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+# The variant bits (10xx) applied to the first hex digit of the fourth group.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}

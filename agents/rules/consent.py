@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 
 from smsmon.streams.canonical import normalize_keyword
@@ -74,6 +75,9 @@ class RecentSender:
     marketing_ms: int = 0
 
 
+_TS_MS = operator.attrgetter("ts_ms")
+
+
 class RecentSenders:
     """Bounded per-msisdn memory of who last wrote from which port (for 退订 attribution)."""
 
@@ -91,27 +95,28 @@ class RecentSenders:
 
     def record(self, sender: RecentSender, capacity: int, horizon_ms: int) -> bool:
         """Remember `sender`; returns False when nothing changed (no write needed)."""
-        old = next((e for e in self.entries if e.port == sender.port), None)
-        if old is not None:
-            if old.ts_ms > sender.ts_ms:
-                return False
-            if old.marketing_ms > sender.marketing_ms:
-                sender = RecentSender(
-                    sender.port,
-                    sender.enterprise,
-                    sender.ts_ms,
-                    sender.signature,
-                    old.marketing_ms,
-                )
-            if old == sender:
-                return False
-        keep = [
-            e
-            for e in self.entries
-            if e.port != sender.port and sender.ts_ms - e.ts_ms <= horizon_ms
-        ]
+        entries = self.entries
+        port = sender.port
+        for old in entries:
+            if old.port == port:
+                if old.ts_ms > sender.ts_ms:
+                    return False
+                if old.marketing_ms > sender.marketing_ms:
+                    sender = RecentSender(
+                        sender.port,
+                        sender.enterprise,
+                        sender.ts_ms,
+                        sender.signature,
+                        old.marketing_ms,
+                    )
+                if old == sender:
+                    return False
+                break
+        ts_ms = sender.ts_ms
+        keep = [e for e in entries if e.port != port and ts_ms - e.ts_ms <= horizon_ms]
         keep.append(sender)
-        keep.sort(key=lambda e: e.ts_ms, reverse=True)
+        if len(keep) > 1:
+            keep.sort(key=_TS_MS, reverse=True)
         self.entries = keep[:capacity]
         return True
 

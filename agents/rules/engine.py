@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from smsmon.streams.canonical import MsisdnHasher, mask_msisdn
 from smsmon.streams.models import (
+    SCHEMA_VERSION,
     Alert,
     Category,
     ConsentRecord,
@@ -22,6 +23,7 @@ from smsmon.streams.models import (
     DlrEvent,
     MoEvent,
     MtEvent,
+    Severity,
 )
 
 from . import catalog as R
@@ -36,16 +38,18 @@ W = TypeVar("W")
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+_US = dt.timedelta(microseconds=1)
 
 
 def to_ms(ts: dt.datetime) -> int:
     """Epoch milliseconds of an aware datetime (floor)."""
-    return (ts - _EPOCH) // dt.timedelta(milliseconds=1)
+    return (ts - _EPOCH) // _MS
 
 
 def to_us(ts: dt.datetime) -> int:
     """Exact epoch microseconds of an aware datetime (consent order needs full precision)."""
-    return (ts - _EPOCH) // dt.timedelta(microseconds=1)
+    return (ts - _EPOCH) // _US
 
 
 def from_ms(ms: int) -> dt.datetime:
@@ -193,22 +197,16 @@ class Engine:
             masked = mask_msisdn(event.msisdn)
             for f in verdict.findings:
                 out.alerts.append(
-                    Alert(
-                        alert_id=R.alert_id(f.rule.id, event.event_id),
-                        rule=f.rule.id,
-                        severity=f.rule.severity,
-                        ts=event.ts,
-                        detected_at=detected_at,
-                        event_id=event.event_id,
-                        gateway=event.gateway,
-                        account=event.account,
-                        port=event.port,
-                        signature=verdict.signature,
-                        enterprise=verdict.enterprise,
-                        category=event.category,
-                        msisdn_hash=msisdn_hash,
-                        msisdn_masked=masked,
-                        detail=f.detail,
+                    message_alert(
+                        R.alert_id(f.rule.id, event.event_id),
+                        f.rule,
+                        event,
+                        detected_at,
+                        verdict.signature,
+                        verdict.enterprise,
+                        msisdn_hash,
+                        masked,
+                        f.detail,
                     )
                 )
         if verdict.enterprise is not None:
@@ -250,6 +248,119 @@ class Engine:
         if self.on_consent(event.msisdn, target, record, state) == Merge.APPLIED:
             out.revocations.append(record)
         return out
+
+
+_MESSAGE_ALERT_FIELDS = frozenset(
+    {
+        "alert_id",
+        "rule",
+        "severity",
+        "ts",
+        "detected_at",
+        "event_id",
+        "gateway",
+        "account",
+        "port",
+        "signature",
+        "enterprise",
+        "category",
+        "msisdn_hash",
+        "msisdn_masked",
+        "detail",
+    }
+)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def message_alert(
+    alert_id: str,
+    rule: R.Rule,
+    event: MtEvent,
+    detected_at: dt.datetime,
+    signature: str | None,
+    enterprise: str | None,
+    msisdn_hash: str,
+    masked: str,
+    detail: str,
+) -> Alert:
+    """The per-message alert of `rule` for `event`: `Alert(alert_id=..., ..., detail=...)`.
+
+    Its values come from a validated event, the rule catalog and the engine, so they already
+    have their fields' types; the Alert is then built as pydantic's `model_construct` would
+    (same values, same field order, same set fields), without validating them again. Should
+    a value not have the exact type (an event built without validation, a datetime subclass
+    from a test clock), it is validated as `Alert(...)` always did.
+    """
+    ts = event.ts
+    if (
+        type(ts) is not dt.datetime
+        or type(detected_at) is not dt.datetime
+        or type(rule.severity) is not Severity
+        or type(event.category) is not Category
+        or type(alert_id) is not str
+        or type(rule.id) is not str
+        or type(event.event_id) is not str
+        or type(event.gateway) is not str
+        or type(event.account) is not str
+        or type(event.port) is not str
+        or type(msisdn_hash) is not str
+        or type(masked) is not str
+        or type(detail) is not str
+        or not (signature is None or type(signature) is str)
+        or not (enterprise is None or type(enterprise) is str)
+    ):
+        return Alert(
+            alert_id=alert_id,
+            rule=rule.id,
+            severity=rule.severity,
+            ts=ts,
+            detected_at=detected_at,
+            event_id=event.event_id,
+            gateway=event.gateway,
+            account=event.account,
+            port=event.port,
+            signature=signature,
+            enterprise=enterprise,
+            category=event.category,
+            msisdn_hash=msisdn_hash,
+            msisdn_masked=masked,
+            detail=detail,
+        )
+    alert = _new(Alert)
+    _set(
+        alert,
+        "__dict__",
+        {
+            "schema_version": SCHEMA_VERSION,
+            "alert_id": alert_id,
+            "rule": rule.id,
+            "severity": rule.severity,
+            "ts": ts,
+            "detected_at": detected_at,
+            "event_id": event.event_id,
+            "gateway": event.gateway,
+            "account": event.account,
+            "port": event.port,
+            "signature": signature,
+            "enterprise": enterprise,
+            "category": event.category,
+            "msisdn_hash": msisdn_hash,
+            "msisdn_masked": masked,
+            "detail": detail,
+            "subject_type": None,
+            "subject": None,
+            "window_start": None,
+            "window_end": None,
+            "observed": None,
+            "threshold": None,
+            "baseline": None,
+        },
+    )
+    _set(alert, "__pydantic_fields_set__", set(_MESSAGE_ALERT_FIELDS))
+    _set(alert, "__pydantic_extra__", None)
+    _set(alert, "__pydantic_private__", None)
+    return alert
 
 
 class DictState:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +70,7 @@ class TrafficConfig:
 
 def aggregate_alert_id(rule: str, subject_type: str, subject: str, window_start_ms: int) -> str:
     """Contract: UUID5 of `rule|subject_type|subject|window_start` (window start in epoch ms)."""
-    return str(uuid.uuid5(R.ALERT_NAMESPACE, f"{rule}|{subject_type}|{subject}|{window_start_ms}"))
+    return R.uuid5_str(f"{rule}|{subject_type}|{subject}|{window_start_ms}")
 
 
 @functools.lru_cache(maxsize=262_144)
