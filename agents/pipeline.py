@@ -460,8 +460,10 @@ class Pipeline:
         self.metrics.reference_entries.labels("exemptions").set(len(book.exemptions))
 
     def _recovering(self) -> float:
-        recovery = getattr(self.w.app.tables, "recovery", None)
-        return 1.0 if getattr(recovery, "in_recovery", False) else 0.0
+        # Only a plain attribute that Faust sets on the app: this runs in the metrics HTTP
+        # thread, and touching `app.tables.recovery` there would create Faust's Recovery
+        # service (a lazy property) outside the event loop, which hung the worker's start.
+        return 1.0 if getattr(self.w.app, "in_recovery", False) else 0.0
 
     async def refresh_gauges(self) -> None:
         try:

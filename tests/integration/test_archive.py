@@ -269,12 +269,6 @@ def test_archive_keeps_every_record_once_resumes_and_expires(kenv: Env, tmp_path
     assert len(malformed) == 1 and ",json," in malformed[0]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (open): the worker's aggregate_counts agent intermittently raises Faust's "
-    "PartitionsMismatch on its first progress-table write and exits (fail-fast); seen once in a "
-    "clean-clone CI run, passed in the developer's runs",
-)
 def test_live_pipeline_and_audit_of_the_archive_agree(kenv: Env, tmp_path: Path) -> None:
     """The simulator's scenario through the live worker and through `smsmon audit` of what
     `smsmon archive` kept: the same alerts, ids included."""

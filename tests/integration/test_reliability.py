@@ -170,6 +170,11 @@ def input_topics(env: Env) -> list[str]:
 
 def backlog(env: Env) -> int:
     """Records of the input topics not yet committed by the smsmon consumer group."""
+    return sum(backlog_by_partition(env).values())
+
+
+def backlog_by_partition(env: Env) -> dict[str, int]:
+    """Uncommitted records per input topic-partition (the ones with any left)."""
     consumer = KafkaConsumer(bootstrap_servers=env.bootstrap, enable_auto_commit=False)
     admin = KafkaAdminClient(bootstrap_servers=env.bootstrap)
     try:
@@ -180,7 +185,12 @@ def backlog(env: Env) -> int:
         ]
         end = consumer.end_offsets(tps)  # first the ends, then what is committed
         committed = admin.list_group_offsets({env.prefix: None}).get(env.prefix, {})
-        return sum(max(0, end[tp] - (committed[tp].offset if tp in committed else 0)) for tp in tps)
+        left = {
+            f"{tp.topic}[{tp.partition}]": end[tp]
+            - (committed[tp].offset if tp in committed else 0)
+            for tp in tps
+        }
+        return {k: v for k, v in left.items() if v > 0}
     finally:
         consumer.close()
         admin.close()
@@ -200,7 +210,11 @@ def wait_settled(env: Env, workers: list[Worker], timeout: float = 150) -> None:
     except AssertionError:
         for w in workers:
             print(w.log()[-4000:])
+            with contextlib.suppress(Exception):
+                print(w.metrics_text())
         print(topic_layout(env))
+        with contextlib.suppress(Exception):
+            print("backlog:", backlog_by_partition(env))
         raise
 
 
@@ -865,7 +879,10 @@ def test_hostile_input_is_dead_lettered_once_and_valid_events_are_exact(kenv: En
             or d.get("value_base64") is not None
             or (d["reason"] == "schema:value")
         )
-    assert max(len(d.get("value_text") or "") for d in dead) > 900_000  # kept whole
+    # the 900 KB record: its first 64 KiB are kept, with the size and hash of the whole
+    big = max(dead, key=lambda d: d.get("original_size") or 0)
+    assert big.get("truncated") is True and big["original_size"] > 900_000, big.keys()
+    assert len(big.get("value_text") or big.get("value_base64") or "") >= 60_000
     for reason, n in Counter(r for _, _, r in hostile).items():
         assert worker.sample("smsmon_invalid_events_total", {"reason": reason}) == n, reason
     assert worker.sample("smsmon_invalid_events_total") == len(hostile)

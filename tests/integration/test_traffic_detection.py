@@ -75,12 +75,6 @@ def offline_alerts(sim: Any, records: list[tuple[str, bytes, bytes]]) -> list[Al
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (open): with ~29k records forwarded through the re-keying topic the "
-    "worker sometimes stops fetching the rekey partitions with lag left (882 records in one "
-    "run), and many events are judged late; passes on some runs. See docs/traffic.md.",
-)
 def test_simulated_anomalies_are_alerted_and_live_equals_offline(kenv: Env) -> None:
     """Every injected anomaly alerts within two windows; live and offline alert ids agree."""
     sim = simulation()
