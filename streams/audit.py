@@ -865,7 +865,7 @@ class Audit:
     # -- the run ----------------------------------------------------------------------------
 
     def engine_config(self) -> Any:
-        from smsmon.agents.pipeline import content_checker
+        from smsmon.agents.content.checks import content_checker
         from smsmon.agents.rules.engine import EngineConfig
 
         from .canonical import MsisdnHasher

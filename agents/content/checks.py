@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from smsmon.agents.rules import catalog as R
 from smsmon.agents.rules.compliance import Finding
@@ -11,6 +12,9 @@ from smsmon.streams.models import Category, MtEvent
 from .classifier import MarketingClassifier, Verdict, mask_text
 from .hours import AllowedHours, outside_allowed_hours
 from .optout import has_optout
+
+if TYPE_CHECKING:
+    from smsmon.config.settings import Settings
 
 
 class ContentChecker:
@@ -34,9 +38,14 @@ class ContentChecker:
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
         self._optout: dict[str, bool] = {}
+        self._by_text: dict[str, Verdict] = {}
 
     def verdict(self, text: str) -> Verdict:
-        """Classifier verdict for `text`, cached by its masked form."""
+        """Classifier verdict for `text`, cached by its masked form (and by the text itself,
+        which saves masking a text seen before: the verdict is a function of the text)."""
+        v = self._by_text.get(text)
+        if v is not None:
+            return v
         key = mask_text(text)
         v = self._cache.get(key)
         if v is None:
@@ -44,6 +53,10 @@ class ContentChecker:
             self._cache[key] = v
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+        by_text = self._by_text
+        by_text[text] = v
+        if len(by_text) > self.cache_size:
+            del by_text[next(iter(by_text))]
         return v
 
     def optout(self, text: str) -> bool:
@@ -92,3 +105,21 @@ class ContentChecker:
                 )
             )
         return out
+
+
+def content_checker(settings: Settings) -> ContentChecker | None:
+    """The content rules configured by settings (None when turned off).
+
+    The same as `agents.pipeline.content_checker` (the worker's), without importing the
+    Faust application: the offline audit uses this one (tests/unit/test_fast_paths.py
+    checks that both build the same checker).
+    """
+    if not settings.content_rules_enabled:
+        return None
+    hours = AllowedHours(
+        start=settings.allowed_hours_start,
+        end=settings.allowed_hours_end,
+        tz=settings.allowed_hours_tz or settings.timezone,
+        enabled=settings.quiet_hours_enabled,
+    )
+    return ContentChecker(MarketingClassifier.load(), hours)

@@ -59,12 +59,45 @@ def derive_enterprise(port: PortRecord | None, sig: SignatureRecord | None) -> s
 
 def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtVerdict:
     """Apply every per-message rule to `event`; each rule that holds yields one finding."""
-    p = book.port_for(event.port)
     sig = extract_signature(event.signature, event.text)
+    key = (event.port, event.account, event.category, sig)
+    joined: MtJoin | None = book.mt_joins.get(key)
+    if joined is None:
+        joined = book.remember_mt_join(key, _join_mt(event, sig, book))
+    p, s, ent, static = joined
+    v = MtVerdict(port=p, signature=sig, sig_record=s, enterprise=ent, findings=list(static))
+    if event.category is Category.MARKETING and ent is not None:
+        state = consent(event.msisdn, ent)
+        if state is None:
+            v.findings.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
+        elif state.revoked and state.ts_us <= (event.ts - _EPOCH) // _US:
+            # Judged as of the message's own ts: a revocation stamped after the message
+            # does not apply to it. A replay after a crash finds the table already holding
+            # revocations written by later records; without this the replayed messages
+            # would be judged "after unsubscribe" (docs/reliability.md, replay semantics).
+            v.findings.append(
+                Finding(
+                    R.CONSENT_REVOKED,
+                    f"consent to {ent} revoked as of "
+                    f"{dt.datetime.fromtimestamp(state.ts_us / 1e6, dt.UTC).isoformat()}",
+                )
+            )
+    return v
+
+
+MtJoin = tuple[PortRecord | None, SignatureRecord | None, str | None, tuple[Finding, ...]]
+
+
+def _join_mt(event: MtEvent, sig: str | None, book: ReferenceBook) -> MtJoin:
+    """The registry joins of an mt event and its port and signature findings.
+
+    They depend on the event's port, account, category and signature alone (and on the
+    registry), so the book remembers them per such key until the registry changes.
+    """
+    p = book.port_for(event.port)
     s = book.signature_for(sig)
     ent = derive_enterprise(p, s)
-    v = MtVerdict(port=p, signature=sig, sig_record=s, enterprise=ent)
-    out = v.findings
+    out: list[Finding] = []
 
     if p is None:
         out.append(Finding(R.PORT_UNREGISTERED, f"no registered code is a prefix of {event.port}"))
@@ -113,21 +146,4 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
                     f"belongs to {p.enterprise}",
                 )
             )
-
-    if event.category is Category.MARKETING and ent is not None:
-        state = consent(event.msisdn, ent)
-        if state is None:
-            out.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
-        elif state.revoked and state.ts_us <= (event.ts - _EPOCH) // _US:
-            # Judged as of the message's own ts: a revocation stamped after the message
-            # does not apply to it. A replay after a crash finds the table already holding
-            # revocations written by later records; without this the replayed messages
-            # would be judged "after unsubscribe" (docs/reliability.md, replay semantics).
-            out.append(
-                Finding(
-                    R.CONSENT_REVOKED,
-                    f"consent to {ent} revoked as of "
-                    f"{dt.datetime.fromtimestamp(state.ts_us / 1e6, dt.UTC).isoformat()}",
-                )
-            )
-    return v
+    return p, s, ent, tuple(out)

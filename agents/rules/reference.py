@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from smsmon.streams.canonical import canonical_signature
 from smsmon.streams.models import PortRecord, SignatureRecord
 
 from .exemptions import ExemptionBook
 
+MT_JOINS_MAX = 65_536
+
 
 class ReferenceBook:
-    """Ports by registered code and signatures by normalised text; small, held in memory."""
+    """Ports by registered code and signatures by normalised text; small, held in memory.
+
+    Change them through `put_port` and `put_signature` only: those also forget `mt_joins`,
+    the registry joins that `compliance.check_mt` remembers per (port, account, category,
+    signature) of the traffic.
+    """
 
     def __init__(self) -> None:
         self.ports: dict[str, PortRecord] = {}
         self.signatures: dict[str, SignatureRecord] = {}
         self.exemptions = ExemptionBook()
         self._max_port_len = 0
+        self.mt_joins: dict[tuple[str, str, Any, str | None], Any] = {}
+
+    def remember_mt_join(self, key: tuple[str, str, Any, str | None], joined: Any) -> Any:
+        """Keep `joined` for `key` (at most MT_JOINS_MAX, then start over); returns it."""
+        if len(self.mt_joins) >= MT_JOINS_MAX:
+            self.mt_joins.clear()
+        self.mt_joins[key] = joined
+        return joined
 
     def put_port(self, code: str, record: PortRecord | None) -> None:
         """Insert, replace, or (record None) delete a port record."""
+        self.mt_joins.clear()
         if record is None:
             self.ports.pop(code, None)
             if len(code) == self._max_port_len:
@@ -29,6 +47,7 @@ class ReferenceBook:
 
     def put_signature(self, sig: str, record: SignatureRecord | None) -> None:
         """Insert, replace, or (record None) delete a signature record."""
+        self.mt_joins.clear()
         if record is None:
             self.signatures.pop(sig, None)
         else:

@@ -383,3 +383,204 @@ def test_message_alert_validates_values_of_another_type() -> None:
         message_alert("id", rule, EVENT, EVENT.ts, None, None, "h", "m", "d").model_dump_json()
     )
     assert strict["severity"] == Severity.MAJOR.value
+
+
+# -- content checker -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"content_rules_enabled": False},
+        {"quiet_hours_enabled": False},
+        {"allowed_hours_tz": "Europe/Berlin", "timezone": "UTC"},
+        {"timezone": "Asia/Urumqi", "allowed_hours_start": "22:00", "allowed_hours_end": "06:30"},
+    ],
+)
+def test_audit_content_checker_is_the_workers(env: dict[str, Any]) -> None:
+    from smsmon.agents.content.checks import content_checker
+    from smsmon.agents.pipeline import content_checker as workers
+    from smsmon.config.settings import Settings
+
+    s = Settings(msisdn_secret="x", **env)
+    got, want = content_checker(s), workers(s)
+    if want is None:
+        assert got is None
+        return
+    assert isinstance(got, ContentChecker)
+    assert got.classifier is want.classifier
+    assert got.hours == want.hours
+    assert got.cache_size == want.cache_size
+
+
+@pytest.mark.parametrize("cache_size", [0, 2, 50_000])
+def test_cached_verdicts_equal_the_classifier(cache_size: int) -> None:
+    classifier = MarketingClassifier.load()
+    checker = ContentChecker(classifier, AllowedHours(), cache_size=cache_size)
+    texts = [
+        "【淘宝】您的验证码123456,5分钟内有效",
+        "【淘宝】您的验证码654321,5分钟内有效",
+        "【京东】双11预售开启,满300减50,回T退订",
+        "您的订单已发货,请注意查收",
+        "限时抢购 点击 t.cn/abc 领券",
+    ]
+    for _ in range(3):
+        for text in texts:
+            assert checker.verdict(text) == classifier.classify(text)
+            assert len(checker._by_text) <= cache_size
+
+
+# -- per-message rules: remembered registry joins --------------------------------------------------
+
+
+def check_mt_before(event: MtEvent, book: Any, consent: Any) -> Any:
+    """compliance.check_mt as it was, without remembered joins."""
+    from smsmon.agents.rules.compliance import Finding, MtVerdict, derive_enterprise
+    from smsmon.streams.models import PortStatus, SignatureStatus
+
+    p = book.port_for(event.port)
+    sig = extract_signature(event.signature, event.text)
+    s = book.signature_for(sig)
+    ent = derive_enterprise(p, s)
+    v = MtVerdict(port=p, signature=sig, sig_record=s, enterprise=ent)
+    out = v.findings
+    if p is None:
+        out.append(Finding(R.PORT_UNREGISTERED, f"no registered code is a prefix of {event.port}"))
+    else:
+        if p.status is PortStatus.SUSPENDED:
+            out.append(Finding(R.PORT_SUSPENDED, f"port {p.port} is suspended"))
+        if event.account not in p.accounts:
+            out.append(
+                Finding(
+                    R.PORT_ACCOUNT,
+                    f"account {event.account!r} is not among the {len(p.accounts)} "
+                    f"account(s) registered on port {p.port} for {p.enterprise}",
+                )
+            )
+        if event.category not in p.categories:
+            allowed = ",".join(sorted(c.value for c in p.categories)) or "none"
+            out.append(
+                Finding(
+                    R.PORT_CATEGORY,
+                    f"category {event.category.value} not allowed on port {p.port} "
+                    f"(allowed: {allowed})",
+                )
+            )
+    if sig is None:
+        out.append(Finding(R.SIGNATURE_MISSING, "no signature field and no 【…】 in the text"))
+    elif s is None:
+        out.append(Finding(R.SIGNATURE_UNREGISTERED, f"signature 【{sig}】 is not registered"))
+    elif s.status is SignatureStatus.REVOKED:
+        out.append(Finding(R.SIGNATURE_UNREGISTERED, f"signature 【{sig}】 is revoked"))
+    else:
+        used_port = p.port if p is not None else event.port
+        if s.ports and used_port not in s.ports:
+            out.append(
+                Finding(
+                    R.SIGNATURE_SCOPE,
+                    f"signature 【{sig}】 is registered for {len(s.ports)} port(s), "
+                    f"not {used_port}",
+                )
+            )
+        elif p is not None and not p.shared and p.enterprise != s.enterprise:
+            out.append(
+                Finding(
+                    R.SIGNATURE_SCOPE,
+                    f"signature 【{sig}】 belongs to {s.enterprise} but port {p.port} "
+                    f"belongs to {p.enterprise}",
+                )
+            )
+    if event.category is Category.MARKETING and ent is not None:
+        state = consent(event.msisdn, ent)
+        if state is None:
+            out.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
+        elif state.revoked and state.ts_us <= (
+            event.ts - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        ) // dt.timedelta(microseconds=1):
+            out.append(
+                Finding(
+                    R.CONSENT_REVOKED,
+                    f"consent to {ent} revoked as of "
+                    f"{dt.datetime.fromtimestamp(state.ts_us / 1e6, dt.UTC).isoformat()}",
+                )
+            )
+    return v
+
+
+PORT_RECORDS = st.fixed_dictionaries(
+    {
+        "port": st.sampled_from(["1069", "10690001", "10660000", "106900011"]),
+        "enterprise": st.sampled_from(["ENT_A", "ENT_B"]),
+        "accounts": st.lists(st.sampled_from(["acc_a", "acc_b"]), max_size=2),
+        "categories": st.lists(st.sampled_from(["marketing", "notification"]), max_size=2),
+        "status": st.sampled_from(["active", "suspended"]),
+        "shared": st.booleans(),
+    }
+)
+SIGNATURE_RECORDS = st.fixed_dictionaries(
+    {
+        "signature": st.sampled_from(["Taobao", "京东", "ＴＡＯＢＡＯ"]),
+        "enterprise": st.sampled_from(["ENT_A", "ENT_B"]),
+        "ports": st.lists(st.sampled_from(["1069", "10690001", "10660000"]), max_size=2),
+        "status": st.sampled_from(["active", "revoked"]),
+    }
+)
+MT_EVENTS = st.fixed_dictionaries(
+    {
+        "port": st.sampled_from(["106900011234", "10690001", "1066000077", "95555"]),
+        "account": st.sampled_from(["acc_a", "acc_b", "x"]),
+        "category": st.sampled_from(["marketing", "notification", "verification"]),
+        "text": st.sampled_from(["【Taobao】sale", "sale【京东】", "no signature", "【】x"]),
+        "signature": st.sampled_from([None, "【Taobao】", "京东", "Other"]),
+        "msisdn": st.sampled_from(["13800138000", "13900139000"]),
+    }
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("port"), PORT_RECORDS, st.booleans()),
+            st.tuples(st.just("signature"), SIGNATURE_RECORDS, st.booleans()),
+            st.tuples(st.just("mt"), MT_EVENTS, st.booleans()),
+        ),
+        max_size=30,
+    )
+)
+def test_check_mt_with_remembered_joins_is_unchanged(steps: list[Any]) -> None:
+    from smsmon.agents.rules.compliance import check_mt
+    from smsmon.agents.rules.consent import ConsentState
+    from smsmon.agents.rules.reference import ReferenceBook, signature_record_key
+    from smsmon.streams.models import ConsentStatus, PortRecord, SignatureRecord
+
+    book = ReferenceBook()
+    states = {
+        ("13800138000", "ENT_A"): ConsentState(ConsentStatus.REVOKED, 0),
+        ("13900139000", "ENT_A"): ConsentState(ConsentStatus.GRANTED, 0),
+    }
+
+    def consent(msisdn: str, enterprise: str) -> Any:
+        return states.get((msisdn, enterprise))
+
+    for i, (what, data, flag) in enumerate(steps):
+        if what == "port":
+            p = PortRecord.model_validate(data)
+            book.put_port(p.port, None if flag else p)
+        elif what == "signature":
+            s = SignatureRecord.model_validate(data)
+            book.put_signature(signature_record_key(s), None if flag else s)
+        else:
+            ev = EVENT.model_validate(
+                {**EVENT.model_dump(), **data, "event_id": f"e{i}", "kind": "mt"}
+            )
+            for _ in range(2 if flag else 1):  # the second time from the remembered join
+                got, want = check_mt(ev, book, consent), check_mt_before(ev, book, consent)
+                assert (got.port, got.signature, got.sig_record, got.enterprise) == (
+                    want.port,
+                    want.signature,
+                    want.sig_record,
+                    want.enterprise,
+                )
+                assert got.findings == want.findings
