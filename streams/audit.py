@@ -471,14 +471,14 @@ class Collector:
             self.totals[f"unsubscribes_{'attributed' if out.unsubscribe else 'unattributed'}"] += 1
         self._revocations(out, ts_us, ev.msisdn)
 
-    def consent_record(self, rec: ConsentRecord, ts_us: int) -> None:
+    def consent_record(self, rec: ConsentRecord) -> None:
         """An applied consent record. A revocation smsmon derived from an unsubscribe reply
         (`source: mo`, e.g. from the archive) sorts just before that reply, which then
         changes nothing: remember it so the reply still opens its unsubscribe case."""
         if rec.source == "mo" and rec.status.value == "revoked":
             if len(self._mo_revoked) > 10_000:  # replies not in the input: forget them
                 self._mo_revoked.clear()
-            self._mo_revoked[(rec.msisdn, ts_us)] = rec.enterprise
+            self._mo_revoked[(rec.msisdn, to_us(rec.ts))] = rec.enterprise
 
     def _revocations(self, out: Any, ts_us: int, msisdn: str) -> None:
         targets = [(r.msisdn, r.enterprise) for r in out.revocations]
@@ -1025,7 +1025,7 @@ class Audit:
                         self.totals["consent_deletions"] += 1
                     else:
                         runner.process(rec)
-                        collector.consent_record(rec, to_us(rec.ts))
+                        collector.consent_record(rec)
                         self.totals["consent_records"] += 1
                 else:
                     try:

@@ -11,6 +11,7 @@ from kafka.partitioner.default import murmur2
 _MSISDN_NOISE = re.compile(r"[\s\-]")
 _MSISDN = re.compile(r"1\d{10}")
 _DIGITS = re.compile(r"\d+")
+_PREFIXES = frozenset({"+86", "0086", "86", "+86 ", "0086 ", "86 ", "+86-", "0086-", "86-"})
 
 
 class CanonicalError(ValueError):
@@ -25,8 +26,17 @@ def canonical_msisdn(raw: object) -> str:
     """
     if not isinstance(raw, str):
         raise CanonicalError(f"msisdn must be a string, got {type(raw).__name__}")
-    if type(raw) is str and len(raw) == 11 and raw[0] == "1" and raw.isascii() and raw.isdigit():
-        return raw  # already canonical (the common case): what the full path below returns
+    if type(raw) is str and len(raw) >= 11:
+        # The common forms, 1xxxxxxxxxx after nothing or a plain prefix (+86, 0086, 86 and
+        # one space or dash): what the full path below returns for them.
+        number = raw[-11:]
+        if (
+            number[0] == "1"
+            and number.isascii()
+            and number.isdigit()
+            and (len(raw) == 11 or raw[:-11] in _PREFIXES)
+        ):
+            return number
     s = _MSISDN_NOISE.sub("", raw)
     if s.startswith("+86"):
         s = s[3:]

@@ -95,10 +95,12 @@ def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
         return "error", (type(exc), str(exc))
 
 
+@settings(max_examples=500)
 @given(
     raw=st.one_of(
         TEXT,
         st.from_regex(r"\A(\+86|0086|86 ?)?1[0-9]{10}\Z"),
+        st.from_regex(r"\A[ \t]?(\+|00|0|\+0)?(86|68|8)?[ \-\t]{0,2}[01][0-9]{9,11}[ ]?\Z"),
         st.text(alphabet="0123456789١٢٣ +-\t", max_size=16),
         st.integers(),
         st.none(),
