@@ -37,8 +37,8 @@ class ContentChecker:
         self.hours = hours
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Verdict] = OrderedDict()
-        self._optout: dict[str, bool] = {}
-        self._by_text: dict[str, Verdict] = {}
+        self._optout: OrderedDict[str, bool] = OrderedDict()
+        self._by_text: OrderedDict[str, Verdict] = OrderedDict()
 
     def verdict(self, text: str) -> Verdict:
         """Classifier verdict for `text`, cached by its masked form (and by the text itself,
@@ -56,7 +56,7 @@ class ContentChecker:
         by_text = self._by_text
         by_text[text] = v
         if len(by_text) > self.cache_size:
-            del by_text[next(iter(by_text))]
+            by_text.popitem(last=False)
         return v
 
     def optout(self, text: str) -> bool:
@@ -67,7 +67,7 @@ class ContentChecker:
             cache = self._optout
             cache[text] = found
             if len(cache) > self.cache_size:
-                del cache[next(iter(cache))]
+                cache.popitem(last=False)
         return found
 
     def check(self, event: MtEvent) -> list[Finding]:
