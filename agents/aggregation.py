@@ -81,6 +81,9 @@ class Aggregation:
             raw = self.w.progress.get(f"q{q}".encode())
             p = self.progress[q] = Progress.decode(raw, self.cfg.idle_ms)
             n = self.settings.partitions
+            # Every logical partition sends partials here; one that has not reported yet
+            # holds the windows open (for idle_ms at most when it has nothing pending).
+            p.watermarks.expect(range(n), int(time.time() * 1000))
             records = []
             for k, v in self.w.subjects.items():
                 if not isinstance(k, bytes) or k.startswith(b"__faust"):

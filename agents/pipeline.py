@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 ORIGIN_EVENTS = b"events"
 ORIGIN_CONSENT = b"consent"
 ORIGIN_COMPLAINTS = b"complaints"
+# A watermark marker on the re-keying topic: no key, empty value, and the header
+# WATERMARK_HEADER = b"<origin events partition>:<event time ms>".
+ORIGIN_WATERMARK = b"watermark"
+WATERMARK_HEADER = "smsmon-wm"
 
 
 class TableState:
@@ -189,7 +193,11 @@ class Pipeline:
             self.engine.config.hasher,
             self._port_of,
             self._caught_up,
+            self._expected_sources,
         )
+        # per events partition: the greatest event time read; and the last marker sent
+        self._origin_ts: dict[int, int] = {}
+        self._marker_sent: dict[int, tuple[int, int]] = {}
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
@@ -208,21 +216,33 @@ class Pipeline:
 
         self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
 
+    def _expected_sources(self, logical: int) -> list[str]:
+        """What drives a logical partition's watermark: its own events partition, and the
+        markers of every other events partition (whose re-keyed records it receives)."""
+        n = self.settings.partitions
+        return [f"e{logical}"] + [f"m{q}.{logical}" for q in range(n) if q != logical]
+
     def _caught_up(self, source: Any) -> bool:
-        """True if the source topic-partition has no records left to read (consumer lag 0)."""
+        """True if the source topic-partition has no records left to read (consumer lag 0).
+
+        Sources: e<P> events partition P, r<P> re-keying partition P, c<P> complaints
+        partition P, m<Q>.<P> markers of events partition Q read from re-keying partition P.
+        """
         src = str(source)
         topic = {
             "e": self.settings.topic_events,
             "r": self.settings.rekey_topic,
+            "m": self.settings.rekey_topic,
             "c": self.settings.topic_complaints,
         }.get(src[:1])
         if topic is None:
             return True
         from faust.types import TP
 
-        done = self._positions.get((topic, int(src[1:])))
+        partition = int(src[1:].rpartition(".")[2])
+        done = self._positions.get((topic, partition))
         try:
-            high = self.w.app.consumer.highwater(TP(topic, int(src[1:])))
+            high = self.w.app.consumer.highwater(TP(topic, partition))
         except Exception:  # not fetched yet: something may be pending
             return False
         return done is not None and high is not None and done >= high
@@ -322,9 +342,15 @@ class Pipeline:
                 if topic == s.topic_events or origin == ORIGIN_EVENTS:
                     ev = decode_event(m.value, m.key, ctx)
                     target = partition_for(ev.msisdn, n)
-                    if not rekeyed and target != m.partition:
-                        self._forward(m, target, ORIGIN_EVENTS, "events")
-                        continue
+                    if not rekeyed:
+                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        if ts_ms > self._origin_ts.get(m.partition, -1):
+                            self._origin_ts[m.partition] = ts_ms
+                        if target != m.partition:
+                            self._forward(m, target, ORIGIN_EVENTS, "events")
+                            source = f"e{m.partition}"
+                            self.stage1.on_progress(source, m.partition, ts_ms, wall_ms)
+                            continue
                     if self.dedup.seen(ev.event_id):
                         metrics.duplicates.inc()
                         continue
@@ -336,13 +362,23 @@ class Pipeline:
                     if isinstance(ev, MtEvent) and out.verdict is not None:
                         flood = FloodState.decode(flood_overlay.get(ev.msisdn.encode()))
                         found = self.stage1.on_mt(
-                            source, m.partition, m.offset, ev, out.verdict, flood, wall_ms, now
+                            source,
+                            m.partition,
+                            m.offset,
+                            ev,
+                            out.verdict,
+                            flood,
+                            wall_ms,
+                            now,
+                            drives=not rekeyed,
                         )
                         flood_overlay.set(ev.msisdn.encode(), flood.encode(), event)
                         alerts.extend((a, t_in) for a in found)
                     else:
                         ts_ms = int(ev.ts.timestamp() * 1000)
-                        self.stage1.on_other(source, m.partition, m.offset, ts_ms, wall_ms)
+                        self.stage1.on_other(
+                            source, m.partition, m.offset, ts_ms, wall_ms, drives=not rekeyed
+                        )
                     if out.unsubscribe is not None:
                         metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
                     for rec in out.revocations:
@@ -375,6 +411,17 @@ class Pipeline:
                             raise DecodeError("schema:key", "key and value name different pairs")
                     result = self.engine.on_consent(msisdn, ent, record, state)
                     metrics.consent_updates.labels("deleted" if record is None else result).inc()
+                elif origin == ORIGIN_WATERMARK:
+                    mark = (_header(m, WATERMARK_HEADER) or b"").decode()
+                    from_p, _, mark_ts = mark.partition(":")
+                    self.stage1.on_marker(
+                        f"r{m.partition}",
+                        f"m{int(from_p)}.{m.partition}",
+                        m.partition,
+                        m.offset,
+                        int(mark_ts),
+                        wall_ms,
+                    )
                 else:
                     raise DecodeError("schema:origin", "re-keyed record without a known origin")
             except DecodeError as exc:
@@ -390,6 +437,7 @@ class Pipeline:
                 )
                 self._dead_letter(m, "processing", type(exc).__name__)
         self._flush_tables()
+        self._send_markers(wall_ms)
         for q, partial in self.stage1.flush(wall_ms):
             self.out.add(s.counts_topic, None, partial.encode(), partition=q)
         metrics.late_events.inc(self.stage1.late - late_before)
@@ -427,6 +475,25 @@ class Pipeline:
             record.model_dump_json(exclude_none=True).encode(),
             partition=partition_for(record.msisdn, self.settings.partitions),
         )
+
+    def _send_markers(self, wall_ms: int) -> None:
+        """Tell every other re-keying partition how far each events partition got.
+
+        Queued after the batch's forwarded records, on the same producer and partitions, so
+        a marker is read after every record its origin re-keyed before it. At most one per
+        origin per `watermark_marker_interval_ms`; one that is due goes out with the next
+        batch of any partition.
+        """
+        n, interval = self.settings.partitions, self.settings.watermark_marker_interval_ms
+        for q, ts in self._origin_ts.items():
+            sent = self._marker_sent.get(q)
+            if sent is not None and (ts <= sent[0] or wall_ms - sent[1] < interval):
+                continue
+            self._marker_sent[q] = (ts, wall_ms)
+            headers = [(ORIGIN_HEADER, ORIGIN_WATERMARK), (WATERMARK_HEADER, f"{q}:{ts}".encode())]
+            for p in range(n):
+                if p != q:
+                    self.out.add(self.settings.rekey_topic, None, b"", partition=p, headers=headers)
 
     def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
         self.out.add(

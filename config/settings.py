@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=2000, ge=1)
     batch_within_seconds: float = Field(default=0.05, gt=0)
     dedup_capacity: int = Field(default=200_000, ge=0)
+    # Each events partition tells every re-keying partition how far it got in event time
+    # (a watermark marker) at most this often: re-keyed records never drive the watermark
+    # themselves (docs/traffic.md, "Watermarks").
+    watermark_marker_interval_ms: int = Field(default=500, ge=0)
     recent_ports_per_msisdn: int = Field(default=8, ge=1, le=64)
     recent_horizon_days: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=65_536, ge=1024)

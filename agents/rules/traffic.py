@@ -394,6 +394,7 @@ class Stage1:
         hasher: MsisdnHasher,
         port_of: Callable[[str], str] = str,
         caught_up: Callable[[Hashable], bool] | None = None,
+        expected: Callable[[int], list[str]] | None = None,
     ) -> None:
         from .windows import Watermarks
 
@@ -405,6 +406,9 @@ class Stage1:
         self.builder = PartialBuilder(partitions, cfg)
         self._wm: dict[int, Watermarks] = {}
         self._new_wm = Watermarks
+        # logical partition -> the sources that drive its watermark (live: its events
+        # partition and the watermark markers of every other events partition)
+        self.expected = expected
         self.late = 0
 
     def watermark(self, logical: int, wall_ms: int) -> int | None:
@@ -412,18 +416,23 @@ class Stage1:
         w = self._wm.get(logical)
         return None if w is None else w.combined(wall_ms, self.caught_up)
 
-    def _advance(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> None:
+    def _watermarks(self, logical: int, wall_ms: int) -> Any:
         w = self._wm.get(logical)
         if w is None:
             w = self._wm[logical] = self._new_wm(self.cfg.idle_ms)
-        w.advance(source, ts_ms, wall_ms)
+            if self.expected is not None:
+                w.expect(self.expected(logical), wall_ms)
+        return w
+
+    def _advance(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> None:
+        self._watermarks(logical, wall_ms).advance(source, ts_ms, wall_ms)
 
     def _judge_watermark(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> int | None:
         """The watermark a record is judged against. A source that is new or was idle joins
         first, so its first record (e.g. the first re-keyed one) is not judged late against
         sources it never held back."""
-        w = self._wm.get(logical)
-        if w is None or not w.is_active(source, wall_ms):
+        w = self._watermarks(logical, wall_ms)
+        if not w.is_active(source, wall_ms):
             self._advance(source, logical, ts_ms, wall_ms)
         return self.watermark(logical, wall_ms)
 
@@ -437,10 +446,18 @@ class Stage1:
         flood: FloodState,
         wall_ms: int,
         detected_at: Any,
+        drives: bool = True,
     ) -> list[Alert]:
-        """Count an mt; returns flood alerts. `flood` is the recipient's state (mutated)."""
+        """Count an mt; returns flood alerts. `flood` is the recipient's state (mutated).
+
+        `drives` False: the record is judged against the watermark but does not move it (a
+        re-keyed record: its origin partition's watermark markers move it, see on_marker).
+        """
         ts_ms = int(event.ts.timestamp() * 1000)
-        wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
+        if drives:
+            wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
+        else:
+            wm = self._watermarks(logical, wall_ms).combined(wall_ms, self.caught_up)
         self.builder.touch(source, logical, offset)
         alerts: list[Alert] = []
         if not self.cfg.flood.is_late(ts_ms, wm):
@@ -459,13 +476,38 @@ class Stage1:
             self.late += 1
         else:
             self.builder.add_mt(source, offset, ts_ms, event, verdict)
-        self._advance(source, logical, ts_ms, wall_ms)
+        if drives:
+            self._advance(source, logical, ts_ms, wall_ms)
         return alerts
 
-    def on_other(self, source: str, logical: int, offset: int, ts_ms: int, wall_ms: int) -> None:
-        """An mo/dlr event: advances time and the source's covered range."""
+    def on_other(
+        self,
+        source: str,
+        logical: int,
+        offset: int,
+        ts_ms: int,
+        wall_ms: int,
+        drives: bool = True,
+    ) -> None:
+        """An mo/dlr event: advances time (if it `drives`) and the source's covered range."""
         self.builder.touch(source, logical, offset)
+        if drives:
+            self._advance(source, logical, ts_ms, wall_ms)
+
+    def on_progress(self, source: str, logical: int, ts_ms: int, wall_ms: int) -> None:
+        """A source reached `ts_ms` without a record of this logical partition (live: an
+        events partition whose records all belonged elsewhere and were re-keyed)."""
         self._advance(source, logical, ts_ms, wall_ms)
+
+    def on_marker(
+        self, source: str, marker: str, logical: int, offset: int, ts_ms: int, wall_ms: int
+    ) -> None:
+        """A watermark marker read from re-keying partition `source`: the events partition
+        named by `marker` has processed (and re-keyed) everything up to `ts_ms`. Re-keyed
+        records of one origin arrive in order but interleaved with other origins' records,
+        so each origin drives the watermark separately, never the re-keyed records."""
+        self.builder.touch(source, logical, offset)
+        self._advance(marker, logical, ts_ms, wall_ms)
 
     def on_complaint(
         self,

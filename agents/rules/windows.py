@@ -7,7 +7,7 @@ that has gone quiet stops holding the watermark back (idleness).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 
@@ -51,9 +51,26 @@ class Watermarks:
         self.idle_ms = idle_ms
         self.event_ms: dict[Hashable, int] = {}
         self.seen_wall_ms: dict[Hashable, int] = {}
+        # sources known to exist that have not reported yet -> wall ms since expected
+        self.expected: dict[Hashable, int] = {}
+
+    def expect(self, sources: Iterable[Hashable], wall_ms: int) -> None:
+        """Declare sources that exist but may not have reported yet.
+
+        An expected source that has not reported holds the combined watermark back (it is
+        None) until it reports, or until it has been expected for `idle_ms` with nothing
+        pending. Without this, the first sources to report would set the watermark alone,
+        and the records of a source that starts later (a partition read after the others,
+        re-keyed records) would all be judged late.
+        """
+        for src in sources:
+            if src not in self.event_ms:
+                self.expected.setdefault(src, wall_ms)
 
     def advance(self, source: Hashable, ts_ms: int, wall_ms: int) -> None:
         """Record that `source` has reached event time `ts_ms` (never moves backwards)."""
+        if self.expected:
+            self.expected.pop(source, None)
         if ts_ms > self.event_ms.get(source, -1):
             self.event_ms[source] = ts_ms
             self.seen_wall_ms[source] = wall_ms
@@ -73,6 +90,9 @@ class Watermarks:
         `caught_up(source)` tells whether a source has nothing pending; by default every
         source counts as caught up (offline, where input is read in order).
         """
+        for src, since in self.expected.items():
+            if wall_ms - since < self.idle_ms or (caught_up is not None and not caught_up(src)):
+                return None  # an expected source has not reported yet
         active = [
             ts
             for src, ts in self.event_ms.items()
