@@ -704,6 +704,7 @@ def _runner_classes() -> tuple[type[Any], type[Any]]:
     """Subclasses of the live rule objects that expose the engine's outcome per event."""
     from smsmon.agents.rules.engine import Engine, Outcome, State
     from smsmon.agents.rules.offline import OfflineRunner, Record
+    from smsmon.streams.models import DlrEvent, MoEvent
 
     class RecordingEngine(Engine):
         """The live Engine, remembering the Outcome of the last event (for the report)."""
@@ -728,6 +729,14 @@ def _runner_classes() -> tuple[type[Any], type[Any]]:
                 return []
             self._seen.add(rec.event_id)
             return list(self.engine.on_event(rec, self.state, dt.datetime.now(dt.UTC)).alerts)
+
+        def outcome(self, rec: MtEvent | MoEvent | DlrEvent) -> Outcome | None:
+            """What `process` does with an event, returning the engine's Outcome (None for a
+            repeated event id), without going through RecordingEngine."""
+            if rec.event_id in self._seen:
+                return None
+            self._seen.add(rec.event_id)
+            return Engine.on_event(self.engine, rec, self.state, dt.datetime.now(dt.UTC))
 
         def flush(self) -> list[Alert]:
             return []
@@ -926,8 +935,8 @@ class Audit:
             transient=False,
         )
         traffic = TrafficConfig()
-        recording_engine, per_message = _runner_classes()
-        runner_cls = OfflineRunner if opt.rules == "all" else per_message
+        recording_engine, per_message_cls = _runner_classes()
+        runner_cls = OfflineRunner if opt.rules == "all" else per_message_cls
         runner = runner_cls(self.book, engine_cfg, traffic, batch=opt.batch)
         engine = recording_engine(self.book, engine_cfg)
         runner.engine = engine
@@ -966,6 +975,8 @@ class Audit:
                     collect_alert(a)
 
             ctx = self.ctx
+            # --rules per-message: the runner hands out the engine's Outcome directly
+            judge: Callable[[Any], Any] | None = getattr(runner, "outcome", None)
             decode_consent = self.decoder(CONSENT)
             pending = 0
             batch_w = -1
@@ -992,9 +1003,13 @@ class Audit:
                             emit(runner.flush())
                             pending = 0
                         batch_w = w
-                    engine.last = None
-                    alerts = runner.process(ev)
-                    out = engine.last
+                    if judge is not None:
+                        out = judge(ev)
+                        alerts = list(out.alerts) if out is not None else []
+                    else:
+                        engine.last = None
+                        alerts = runner.process(ev)
+                        out = engine.last
                     if out is None:
                         self.totals["duplicates"] += 1
                         continue
