@@ -562,3 +562,59 @@ def test_stage1_counts_a_complaint_beyond_grace_as_late(f: Factory) -> None:
     shipped = {k for _q, p in s1.flush(0) for k in p.counts}
     assert not any(dim.startswith(COMPLAINT_PREFIX) for dim, _s, _w in shipped)
     assert s1.late == 1
+
+
+# --- re-keyed records and watermark markers -------------------------------------------------
+
+
+def _live_stage1(cfg: TrafficConfig) -> Stage1:
+    """Two partitions as the live pipeline wires them: events partition e<P> and the markers
+    m<Q>.<P> of the other events partition drive logical partition P."""
+    return Stage1(
+        cfg,
+        2,
+        HASHER,
+        expected=lambda p: [f"e{p}"] + [f"m{q}.{p}" for q in range(2) if q != p],
+    )
+
+
+def test_rekeyed_records_are_not_late_when_the_direct_path_ran_ahead(f: Factory) -> None:
+    """Logical partition 0 reads its own events far ahead while partition 1's re-keyed
+    records for it arrive later: they are judged against partition 1's markers, not late."""
+    cfg = TrafficConfig()
+    s1 = _live_stage1(cfg)
+    book = f.book()
+    wall = T0_MS
+    ahead = f.mt("direct", at=3600)  # an hour on, on the direct path
+    s1.on_mt("e0", 0, 0, ahead, verdict(ahead, book), FloodState(), wall, DETECTED)
+    assert s1.watermark(0, wall) is None  # m1.0 has not reported: held back
+    s1.on_marker("r0", "m1.0", 0, 0, ms(f.mt("x", at=0).ts), wall)
+    for i in range(5):  # re-keyed from partition 1, an hour behind the direct path
+        ev = f.mt(f"rk{i}", at=i, msisdn=f"1380000{i:04d}")
+        s1.on_mt("r0", 0, i + 1, ev, verdict(ev, book), FloodState(), wall, DETECTED, drives=False)
+    assert s1.late == 0
+    assert s1.watermark(0, wall) == ms(f.mt("x", at=0).ts)  # re-keyed records did not move it
+
+
+def test_without_its_origins_marker_a_rekeyed_record_would_be_late(f: Factory) -> None:
+    """The same records with the markers' source already an hour on: they are late."""
+    cfg = TrafficConfig()
+    s1 = _live_stage1(cfg)
+    book = f.book()
+    wall = T0_MS
+    ahead = f.mt("direct", at=3600)
+    s1.on_mt("e0", 0, 0, ahead, verdict(ahead, book), FloodState(), wall, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 0, ms(ahead.ts), wall)
+    ev = f.mt("rk", at=0, msisdn="13800000001")
+    s1.on_mt("r0", 0, 1, ev, verdict(ev, book), FloodState(), wall, DETECTED, drives=False)
+    assert s1.late == 1
+
+
+def test_a_marker_ships_the_watermark_to_stage_two_without_counts(f: Factory) -> None:
+    """A batch holding only a marker still sends partials carrying the new watermark."""
+    s1 = _live_stage1(TrafficConfig())
+    s1.on_progress("e0", 0, T0_MS + 5_000, T0_MS)
+    s1.on_marker("r0", "m1.0", 0, 7, T0_MS, T0_MS)
+    parts = [p for _q, p in s1.flush(T0_MS) if p.source == "r0"]
+    assert parts and all(p.watermark == T0_MS and not p.counts for p in parts)
+    assert all((p.lo, p.hi) == (7, 7) for p in parts)

@@ -151,3 +151,37 @@ def test_when_all_sources_are_idle_the_furthest_one_counts() -> None:
     wm.advance("a", T, 0)
     wm.advance("b", T + 90_000, 0)
     assert wm.combined(1_000_000) == T + 90_000
+
+
+# --- expected sources ----------------------------------------------------------------------
+
+
+def test_an_expected_source_that_has_not_reported_holds_the_watermark() -> None:
+    """A source known to exist holds the watermark (None) until it reports."""
+    wm = Watermarks(30_000)
+    wm.expect(["a", "b"], 0)
+    wm.advance("a", T + 600_000, 0)
+    assert wm.combined(1_000) is None
+    wm.advance("b", T, 2_000)
+    assert wm.combined(2_000) == T
+    assert wm.expected == {}
+
+
+def test_an_expected_source_stops_holding_after_idle_ms_with_nothing_pending() -> None:
+    """An expected source that never reports is skipped after idle_ms, unless it has
+    records pending (then it may simply not have been read yet)."""
+    wm = Watermarks(30_000)
+    wm.expect(["a", "quiet"], 0)
+    wm.advance("a", T, 0)
+    assert wm.combined(29_999) is None
+    assert wm.combined(30_000, caught_up=lambda s: s != "quiet") is None  # pending
+    assert wm.combined(30_000) == T
+    assert wm.combined(30_000, caught_up=lambda s: True) == T
+
+
+def test_expecting_a_source_that_already_reported_changes_nothing() -> None:
+    wm = Watermarks(30_000)
+    wm.advance("a", T, 0)
+    wm.expect(["a"], 10)
+    assert wm.expected == {}
+    assert wm.combined(10) == T
