@@ -27,8 +27,12 @@ lint: install ## ruff (lint + format check) and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install broker ## All tests: unit, then integration against a real local Kafka broker
+test: install broker ## All tests: unit, integration, then the (long) fault-injection tests
 	$(BIN)/pytest -m "not integration" -q
+	$(BIN)/pytest -m "integration and not reliability" -q
+	$(BIN)/pytest -m reliability -q
+
+test-integration: install broker ## Integration tests without the long fault-injection ones
 	$(BIN)/pytest -m "integration and not reliability" -q
 
 test-reliability: install broker ## Fault-injection tests (kills, rebalances, broker restart, SASL)

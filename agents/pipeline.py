@@ -10,6 +10,7 @@ records once for the whole group; every worker's ReferenceLoader applies the val
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import datetime as dt
@@ -198,6 +199,7 @@ class Pipeline:
         # per events partition: the greatest event time read; and the last marker sent
         self._origin_ts: dict[int, int] = {}
         self._marker_sent: dict[int, tuple[int, int]] = {}
+        self._out_lock = asyncio.Lock()
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
@@ -259,6 +261,7 @@ class Pipeline:
         self.aggregation.register()
         app.task(self.loader.run)
         app.timer(2.0)(self.refresh_gauges)
+        app.timer(1.0)(self.tick)
         # Read at scrape time (in the HTTP server's thread), not by the timer: while tables
         # restore, the timer did not get to run and the gauge stayed 0 for the whole restore.
         self.metrics.recovering.set_function(self._recovering)
@@ -295,12 +298,32 @@ class Pipeline:
             self.settings.batch_max, self.settings.batch_within_seconds
         ):
             try:
-                self.process_batch(batch)
-                # Submit the batch's output before its input is acked (agent body returns).
-                await self.out.flush()
+                async with self._out_lock:
+                    self.process_batch(batch)
+                    # Submit the batch's output before its input is acked (body returns).
+                    await self.out.flush()
             except Exception:
                 fail_fast("check_events batch")
             yield None
+
+    async def tick(self) -> None:
+        """Every second: watermark markers that were due but had no batch to go with, and
+        watermark-only partials for partitions whose watermark moved without records, so
+        that the last windows before a quiet spell close (docs/traffic.md, "Watermarks").
+
+        Under the same lock as a batch's output, so a marker is never sent before the
+        re-keyed records of the batch it covers."""
+        if not self.loader.ready.is_set():
+            return
+        try:
+            async with self._out_lock:
+                wall_ms = int(time.time() * 1000)
+                self._send_markers(wall_ms)
+                for q, partial in self.stage1.heartbeat(wall_ms):
+                    self.out.add(self.settings.counts_topic, None, partial.encode(), partition=q)
+                await self.out.flush()
+        except Exception:
+            fail_fast("watermark tick")
 
     async def validate_reference(self, stream: Any) -> AsyncIterator[None]:
         scratch = ReferenceBook()

@@ -409,6 +409,7 @@ class Stage1:
         # logical partition -> the sources that drive its watermark (live: its events
         # partition and the watermark markers of every other events partition)
         self.expected = expected
+        self._shipped: dict[int, int | None] = {}  # logical -> watermark last sent to stage 2
         self.late = 0
 
     def watermark(self, logical: int, wall_ms: int) -> int | None:
@@ -539,4 +540,26 @@ class Stage1:
             p: self.caught_up is None or all(self.caught_up(src) for src in w.event_ms)
             for p, w in self._wm.items()
         }
-        return self.builder.build(marks, settled)
+        out = self.builder.build(marks, settled)
+        for _q, part in out:
+            self._shipped[part.logical] = part.watermark
+        return out
+
+    def heartbeat(self, wall_ms: int) -> list[tuple[int, Partial]]:
+        """Watermark-only partials for logical partitions whose watermark moved without a
+        record (a source went idle, or markers arrived in a batch without counts before).
+
+        Stage 2 closes windows only when partials arrive; without this, the last windows
+        before a quiet spell stayed open until traffic resumed. A heartbeat has no counts
+        and covers no offsets (hi -1), so stage 2 applies its watermark and nothing else.
+        """
+        out: list[tuple[int, Partial]] = []
+        for p, w in self._wm.items():
+            wm = w.combined(wall_ms, self.caught_up)
+            if wm is None or wm == self._shipped.get(p):
+                continue
+            self._shipped[p] = wm
+            settled = self.caught_up is None or all(self.caught_up(src) for src in w.event_ms)
+            for q in range(self.builder.partitions):
+                out.append((q, Partial(f"hb{p}", p, -1, -1, wm, caught_up=settled)))
+        return out

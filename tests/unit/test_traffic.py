@@ -618,3 +618,16 @@ def test_a_marker_ships_the_watermark_to_stage_two_without_counts(f: Factory) ->
     parts = [p for _q, p in s1.flush(T0_MS) if p.source == "r0"]
     assert parts and all(p.watermark == T0_MS and not p.counts for p in parts)
     assert all((p.lo, p.hi) == (7, 7) for p in parts)
+
+
+def test_a_heartbeat_ships_a_watermark_that_moved_without_records(f: Factory) -> None:
+    """Sources going idle move the watermark with no record to carry it: the heartbeat sends
+    it (once) to every stage-2 partition, with no counts and no offsets."""
+    s1 = _live_stage1(TrafficConfig(idle_ms=30_000))
+    s1.on_progress("e0", 0, T0_MS, T0_MS)
+    s1.flush(T0_MS)
+    assert s1.heartbeat(T0_MS + 1_000) == []  # m1.0 expected and not idle yet: held
+    beats = s1.heartbeat(T0_MS + 30_000)  # m1.0 idle with nothing pending: wm is e0's
+    assert sorted(q for q, _ in beats) == [0, 1]
+    assert all(p.watermark == T0_MS and p.hi == -1 and not p.counts for _q, p in beats)
+    assert s1.heartbeat(T0_MS + 31_000) == []  # unchanged: nothing more to send
