@@ -120,6 +120,10 @@ def run_seed(seed: int, hours: float, scenarios: frozenset[str], cfg: TrafficCon
         alerts.append(a)
         closed_volume += len(runner.aggregator.closed_counts)
         runner.aggregator.closed_counts.clear()
+    # End of input: the simulated span is complete, so judge the windows still open (as
+    # `smsmon audit --close-all` does); otherwise an incident in the last hour
+    # counts as missed only because its hourly complaint window closes after the run.
+    alerts += runner.finish()
     closed_volume += len(runner.aggregator.closed_counts)
     score = score_alerts(sim.truth, alerts, cfg)
     score.subject_windows = closed_volume + len(flood_windows)

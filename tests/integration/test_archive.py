@@ -102,9 +102,9 @@ def event_rows(sc: Scenario) -> list[tuple[bytes | None, bytes | None]]:
 def closing_ticks(sc: Scenario, partitions: int) -> list[tuple[bytes | None, bytes | None]]:
     """One harmless `mo` per partition, 20 minutes after the scenario's last event.
 
-    A live worker closes a window when event time has passed it on every partition; the
-    audit also closes the windows still open at the end of its input. With these ticks both
-    judge every window of the scenario (and only windows without alerts are left open)."""
+    The live worker and the audit (without --close-all) judge a window once event time has
+    passed it (on every partition, live). With these ticks both judge every window of the
+    scenario; only the ticks' own windows, which hold no alert, stay open."""
     last = max(dt.datetime.fromisoformat(ev["ts"]) for _, ev in sc.events)
     ts = (last + dt.timedelta(minutes=20)).isoformat()
     rows: list[tuple[bytes | None, bytes | None]] = []
