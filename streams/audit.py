@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import collections
 import contextlib
 import csv
 import datetime as dt
@@ -386,108 +385,6 @@ def merged(sources: Sequence[Source]) -> Iterator[tuple[Source, int, bytes]]:
             yield src, line2, raw2
 
 
-WINDOW = 32_768  # single pass: records of one file held back to re-order small disorder
-
-
-class Unsorted(Exception):
-    """The single pass met a record that sorts before one it already processed."""
-
-
-class StreamMerge:
-    """The single pass: every file read once, its valid records merged in the two-pass order.
-
-    `open_stream(src)` yields a file's valid records as `(key, ordinal, line, raw)`, in file
-    order re-ordered through a window of `WINDOW` records (see `Audit.stream`); `firsts` are
-    the first entries those streams will yield (`Audit.peek`). Records are merged in `(key,
-    kind, file index, ordinal)` order, files opened when their first record is due, as
-    `merged` does with pass 1's keys; every record handed out is checked to sort after the
-    previous one, so the output is exactly the sorted order or `Unsorted` is raised (a file
-    out of order by more than the window: the caller starts again with two passes).
-    """
-
-    def __init__(
-        self,
-        firsts: Sequence[tuple[tuple[int, int, int, int], Source]],
-        open_stream: Callable[[Source], Iterator[Entry]],
-    ) -> None:
-        self.pending = sorted(firsts, key=lambda fs: fs[0])
-        self.p = 0
-        self.open_stream = open_stream
-        self.heap: list[tuple[int, int, int, int, int, bytes, Source, Iterator[Entry]]] = []
-        self.current: tuple[Source, Iterator[Entry]] | None = None
-        self.opened: list[Iterator[Entry]] = []
-        self.last: tuple[int, int, int, int] = (-(2**63), -1, -1, -1)
-
-    def _open(self, src: Source) -> Iterator[Entry]:
-        it = self.open_stream(src)
-        self.opened.append(it)
-        return it
-
-    def _push(self, src: Source, it: Iterator[Entry]) -> None:
-        nxt = next(it, None)
-        if nxt is not None:
-            k, i, line, raw = nxt
-            heapq.heappush(self.heap, (k, src.kind, src.index, i, line, raw, src, it))
-
-    def __iter__(self) -> Iterator[tuple[Source, int, bytes]]:
-        pending, heap = self.pending, self.heap
-        npending = len(pending)
-        lk, lkind, lidx, li = self.last
-        while True:
-            while self.p < npending and (not heap or pending[self.p][0] <= heap[0][:4]):
-                src = pending[self.p][1]
-                self._push(src, self._open(src))
-                self.p += 1
-            if not heap:
-                return
-            k, kind, idx, i, line, raw, src, it = heapq.heappop(heap)
-            if k < lk or (k == lk and (kind, idx, i) <= (lkind, lidx, li)):
-                raise Unsorted(f"{src.name}: record of line {line} is out of order")
-            lk, lkind, lidx, li = self.last = (k, kind, idx, i)
-            self.current = (src, it)
-            yield src, line, raw
-            bound: tuple[int, ...] | None = heap[0][:4] if heap else None
-            if self.p < npending:
-                first = pending[self.p][0]
-                bound = first if bound is None or first < bound else bound
-            b0, rest = (INVALID + 1, ()) if bound is None else (bound[0], bound[1:])
-            for k2, i2, line2, raw2 in it:
-                if k2 > b0 or (k2 == b0 and (kind, idx, i2) >= rest):
-                    heapq.heappush(heap, (k2, kind, idx, i2, line2, raw2, src, it))
-                    break
-                if k2 < lk or (k2 == lk and i2 <= li):  # same file as the previous record
-                    raise Unsorted(f"{src.name}: record of line {line2} is out of order")
-                lk, li = k2, i2
-                self.last = (k2, kind, idx, i2)
-                yield src, line2, raw2
-            self.current = None
-
-    def drain(self) -> None:
-        """Read what is left (after --until stopped the run) so every line is counted and
-        checked: a record sorting before the last one processed means the run was wrong."""
-        last = self.last
-        streams: list[tuple[Source, Iterator[Entry]]] = []
-        if self.current is not None:
-            streams.append(self.current)
-        for k, kind, idx, i, _, _, src, it in self.heap:
-            if (k, kind, idx, i) <= last:
-                raise Unsorted(f"{src.name}: record out of order")
-            streams.append((src, it))
-        self.heap.clear()
-        streams += [(src, self._open(src)) for _, src in self.pending[self.p :]]
-        self.p = len(self.pending)
-        for src, it in streams:
-            for k, i, _, _ in it:
-                if (k, src.kind, src.index, i) <= last:
-                    raise Unsorted(f"{src.name}: record out of order")
-
-    def close(self) -> None:
-        for it in self.opened:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-
 # -- statistics for the summary and the report --------------------------------------------
 
 
@@ -790,8 +687,6 @@ class AuditOptions:
     since: dt.datetime | None = None  # judge from here; earlier events only build state
     until: dt.datetime | None = None  # stop before this event time
     title: str = "smsmon look-back audit 回头看"
-    single_pass: bool = True  # read each file once when the files are in ts order
-    window: int = WINDOW  # records of a file the single pass can re-order
 
 
 @dataclass
@@ -872,17 +767,13 @@ class Audit:
         self.totals: Counter[str] = Counter()
         self.inputs: list[dict[str, Any]] = []
         self._file_order: dict[str, int] = {}
-        self.passes = 2  # how the last run read its inputs: 1 (single pass) or 2
 
     # -- malformed lines ---------------------------------------------------------------
 
     def bad(self, file: str, line: int, reason: str, error: str) -> None:
-        self._note(file, line, reason, error)
-        self.totals["malformed"] += 1
-
-    def _note(self, file: str, line: int, reason: str, error: str) -> None:
         order = self._file_order.setdefault(file, len(self._file_order))
         self.malformed.append((order, file, line, reason, error[:300]))
+        self.totals["malformed"] += 1
 
     # -- reference data ----------------------------------------------------------------
 
@@ -980,103 +871,6 @@ class Audit:
         if low_i >= 0:
             src.first = (low, src.kind, src.index, low_i)
 
-    # -- the single pass -------------------------------------------------------------------
-
-    def record_key(self, raw: bytes, hint: Any, decode: Callable[[bytes], Any]) -> int:
-        """`scan`'s sort key of one record (raises DecodeError for a malformed one)."""
-        k = fast_ts_us(raw, hint, self.tz)
-        if k is None:
-            rec = decode(raw)
-            k = rec.ts_us if isinstance(rec, Tombstone) else to_us(rec.ts)
-        return k
-
-    def peek(self, src: Source, window: int) -> tuple[int, int, int, int] | None:
-        """The first entry `stream(src, window)` will yield, as `(key, kind, index, ordinal)`:
-        the least of the file's first `window + 1` valid records (None: no valid record).
-        Reads that much of the file and closes it; nothing is reported."""
-        decode = self.decoder(src.kind)
-        first = (self.opt.consent_order == "first") and src.kind == CONSENT
-        best: tuple[int, int] | None = None
-        n = 0
-        it = iter(Reader(src.path))
-        try:
-            for i, (_, raw, hint, err) in enumerate(it):
-                if err is not None or raw is None:
-                    continue
-                try:
-                    k = self.record_key(raw, hint, decode)
-                except DecodeError:
-                    continue
-                if first:
-                    k = 0
-                if best is None or k < best[0]:
-                    best = (k, i)
-                n += 1
-                if n > window:
-                    break
-        finally:
-            it.close()  # type: ignore[attr-defined]
-        return None if best is None else (best[0], src.kind, src.index, best[1])
-
-    def stream(
-        self,
-        src: Source,
-        window: int,
-        advance: Callable[[int], None],
-        bad: Callable[[Source, int, str, str], None],
-    ) -> Iterator[Entry]:
-        """One read of a file: `scan`'s keys and malformed lines (reported through `bad`),
-        and the valid records as `(key, ordinal, line, raw)` in `(key, ordinal)` order as far
-        as a window of `window` records can re-order them: a file in order streams through a
-        deque; from its first step back, a heap of `window` records. A record that sorts
-        before one already yielded is yielded anyway (`StreamMerge` notices it)."""
-        tz, decode = self.tz, self.decoder(src.kind)
-        first = (self.opt.consent_order == "first") and src.kind == CONSENT
-        buf: collections.deque[Entry] = collections.deque()
-        heap: list[Entry] | None = None
-        top = -(2**63)
-        reader = Reader(src.path)
-        done = 0
-        records = 0
-        for i, (line, raw, hint, err) in enumerate(reader):
-            records = i + 1
-            if i % PROGRESS_EVERY == 0:
-                pos = reader.tell()
-                advance(pos - done)
-                done = pos
-            if err is not None or raw is None:
-                bad(src, line, *(err or ("value", "unreadable")))
-                continue
-            k = fast_ts_us(raw, hint, tz)
-            if k is None:
-                try:
-                    rec = decode(raw)
-                except DecodeError as exc:
-                    bad(src, line, exc.reason, exc.error)
-                    continue
-                k = rec.ts_us if isinstance(rec, Tombstone) else to_us(rec.ts)
-            if first:
-                k = 0
-            src.valid += 1
-            if heap is None:
-                if k >= top:
-                    top = k
-                    buf.append((k, i, line, raw))
-                    if len(buf) > window:
-                        yield buf.popleft()
-                    continue
-                heap = list(buf)  # sorted, hence a heap
-                buf.clear()
-            if len(heap) >= window:
-                yield heapq.heappushpop(heap, (k, i, line, raw))
-            else:
-                heapq.heappush(heap, (k, i, line, raw))
-        src.records = records
-        advance(max(0, src.path.stat().st_size - done))
-        yield from buf
-        while heap:
-            yield heapq.heappop(heap)
-
     # -- the run ----------------------------------------------------------------------------
 
     def engine_config(self) -> Any:
@@ -1107,6 +901,7 @@ class Audit:
             TimeRemainingColumn,
         )
 
+        from smsmon.agents.rules.offline import OfflineRunner
         from smsmon.agents.rules.traffic import TrafficConfig
 
         t0 = time.monotonic()
@@ -1116,14 +911,15 @@ class Audit:
         engine_cfg = self.engine_config()
         self.load_reference()
 
-        inputs: list[tuple[int, Path]] = []
+        sources: list[Source] = []
         for kind, paths in (
             (EVENTS, opt.events),
             (CONSENT, opt.consent),
             (COMPLAINTS, opt.complaints),
         ):
-            inputs += [(kind, path) for path in expand_inputs(paths)]
-        if not any(kind == EVENTS for kind, _ in inputs):
+            for path in expand_inputs(paths):
+                sources.append(Source(kind, path, len(sources)))
+        if not any(s.kind == EVENTS for s in sources):
             raise AuditError("no event files found")
 
         show = sys.stderr.isatty() if opt.progress is None else opt.progress
@@ -1139,24 +935,138 @@ class Audit:
             transient=False,
         )
         traffic = TrafficConfig()
-        # what the reference data left: a run that falls back to two passes starts from here
-        before = (list(self.malformed), Counter(self.totals), list(self.inputs))
-        file_order = dict(self._file_order)
-        collector: Collector | None = None
-        with progress:
-            if opt.single_pass:
-                sources = [Source(kind, path, n) for n, (kind, path) in enumerate(inputs)]
-                try:
-                    collector = self._replay(sources, True, progress, engine_cfg, traffic)
-                    self.passes = 1
-                except Unsorted as exc:
-                    log.info("%s: reading the inputs twice", exc)
-                    self.malformed, self.inputs = list(before[0]), list(before[2])
-                    self.totals = Counter(before[1])
-                    self._file_order = dict(file_order)
-            if collector is None:
-                sources = [Source(kind, path, n) for n, (kind, path) in enumerate(inputs)]
-                collector = self._replay(sources, False, progress, engine_cfg, traffic)
+        recording_engine, per_message_cls = _runner_classes()
+        runner_cls = OfflineRunner if opt.rules == "all" else per_message_cls
+        runner = runner_cls(self.book, engine_cfg, traffic, batch=opt.batch)
+        engine = recording_engine(self.book, engine_cfg)
+        runner.engine = engine
+        collector = Collector(self.book, self.tz)
+        collector.totals = self.totals
+        flush_ms = min(
+            traffic.volume.size_ms,
+            traffic.flood.size_ms,
+            traffic.sublet.size_ms,
+            traffic.complaint.size_ms,
+        )
+
+        alerts_path = out_dir / "alerts.jsonl"
+        with progress, alerts_path.open("w", encoding="utf-8") as alerts_out:
+            total_bytes = sum(s.path.stat().st_size for s in sources)
+            scan_task = progress.add_task("scanning", total=total_bytes)
+            for src in sources:
+                self.scan(src, lambda n: progress.advance(scan_task, n))
+            valid = sum(s.valid for s in sources)
+            task = progress.add_task("auditing", total=valid)
+
+            write = alerts_out.write
+            collect_alert = collector.alert
+
+            since_us = to_us(opt.since) if opt.since is not None else None
+            until_us = to_us(opt.until) if opt.until is not None else None
+            if since_us is not None:
+                collector.since_us = since_us
+
+            def emit(alerts: list[Alert]) -> None:
+                for a in alerts:
+                    if since_us is not None and to_us(a.ts) < since_us:
+                        continue
+                    write(a.model_dump_json(exclude_none=True))
+                    write("\n")
+                    collect_alert(a)
+
+            ctx = self.ctx
+            # --rules per-message: the runner hands out the engine's Outcome directly
+            judge: Callable[[Any], Any] | None = getattr(runner, "outcome", None)
+            decode_consent = self.decoder(CONSENT)
+            pending = 0
+            batch_w = -1
+            done = 0
+            state = runner.state
+            for src, line, raw in merged(sources):
+                done += 1
+                if done % PROGRESS_EVERY == 0:
+                    progress.update(task, completed=done)
+                kind = src.kind
+                if kind == EVENTS:
+                    try:
+                        ev = decode_event(raw, None, ctx)
+                    except DecodeError as exc:
+                        self.bad(src.name, line, exc.reason, exc.error)
+                        src.malformed += 1
+                        continue
+                    ts_us = to_us(ev.ts)
+                    if until_us is not None and ts_us >= until_us:
+                        break  # records come in ts order: nothing later is wanted
+                    w = ts_us // 1000 // flush_ms
+                    if w != batch_w:
+                        if pending:
+                            emit(runner.flush())
+                            pending = 0
+                        batch_w = w
+                    if judge is not None:
+                        out = judge(ev)
+                        alerts = list(out.alerts) if out is not None else []
+                    else:
+                        engine.last = None
+                        alerts = runner.process(ev)
+                        out = engine.last
+                    if out is None:
+                        self.totals["duplicates"] += 1
+                        continue
+                    pending += 1
+                    if since_us is not None and ts_us < since_us:
+                        self.totals["warmup_events"] += 1
+                        collector.event(ev, out, alerts, ts_us, state, count=False)
+                        continue
+                    self.totals["events"] += 1
+                    if alerts:
+                        emit(alerts)
+                    collector.event(ev, out, alerts, ts_us, state)
+                elif kind == CONSENT:
+                    try:
+                        rec = decode_consent(raw)
+                    except DecodeError as exc:
+                        self.bad(src.name, line, exc.reason, exc.error)
+                        src.malformed += 1
+                        continue
+                    if (
+                        until_us is not None
+                        and (rec.ts_us if isinstance(rec, Tombstone) else to_us(rec.ts)) >= until_us
+                        and opt.consent_order == "ts"
+                    ):
+                        continue
+                    if isinstance(rec, Tombstone):
+                        engine.on_consent(rec.msisdn, rec.enterprise, None, state)
+                        self.totals["consent_deletions"] += 1
+                    else:
+                        runner.process(rec)
+                        collector.consent_record(rec)
+                        self.totals["consent_records"] += 1
+                else:
+                    try:
+                        complaint = decode_model(Complaint, raw, ctx)
+                    except DecodeError as exc:
+                        self.bad(src.name, line, exc.reason, exc.error)
+                        src.malformed += 1
+                        continue
+                    if until_us is not None and to_us(complaint.ts) >= until_us:
+                        break
+                    w = to_us(complaint.ts) // 1000 // flush_ms
+                    if w != batch_w:
+                        if pending:
+                            emit(runner.flush())
+                            pending = 0
+                        batch_w = w
+                    runner.process(complaint)
+                    pending += 1
+                    self.totals["complaints"] += 1
+                if pending >= opt.batch:
+                    emit(runner.flush())
+                    pending = 0
+            emit(runner.flush())
+            if opt.close_all:
+                emit(runner.finish())
+            progress.update(task, completed=done)
 
         self.totals["event_records"] = sum(s.records for s in sources if s.kind == EVENTS)
         for s in sources:
@@ -1176,240 +1086,6 @@ class Audit:
         data = self.report_data(collector, malformed, engine_cfg, traffic, seconds)
         write_report(data, out_dir)
         return AuditResult(self.totals, malformed, collector.by_rule, seconds, out_dir)
-
-    def _replay(
-        self,
-        sources: list[Source],
-        single: bool,
-        progress: Any,
-        engine_cfg: Any,
-        traffic: Any,
-    ) -> Collector:
-        """Run every record through the rules in `(ts, kind, file, line)` order and write
-        alerts.jsonl. `single`: one read per file (`stream`, `StreamMerge`), raising
-        `Unsorted` when that order cannot be had from one read; else the two passes."""
-        from smsmon.agents.rules.offline import OfflineRunner
-
-        opt = self.opt
-        recording_engine, per_message_cls = _runner_classes()
-        runner_cls = OfflineRunner if opt.rules == "all" else per_message_cls
-        runner = runner_cls(self.book, engine_cfg, traffic, batch=opt.batch)
-        engine = recording_engine(self.book, engine_cfg)
-        runner.engine = engine
-        collector = Collector(self.book, self.tz)
-        collector.totals = self.totals
-        flush_ms = min(
-            traffic.volume.size_ms,
-            traffic.flood.size_ms,
-            traffic.sublet.size_ms,
-            traffic.complaint.size_ms,
-        )
-        total_bytes = sum(s.path.stat().st_size for s in sources)
-        # single pass: malformed lines pass 1 would have reported (per file) and those the
-        # replay reports, kept until the end to be listed in the order the two passes list them
-        early: list[list[tuple[int, str, str]]] = [[] for _ in sources]
-        found: list[tuple[Source, int, str, str]] = []
-        merge: StreamMerge | None = None
-        records: Iterator[tuple[Source, int, bytes]]
-        if single:
-            task = progress.add_task("auditing", total=total_bytes)
-
-            def advance(n: int) -> None:
-                progress.advance(task, n)
-
-            def early_bad(src: Source, line: int, reason: str, error: str) -> None:
-                early[src.index].append((line, reason, error))
-                src.malformed += 1
-
-            def bad(src: Source, line: int, reason: str, error: str) -> None:
-                found.append((src, line, reason, error))
-                self.totals["malformed"] += 1
-                src.malformed += 1
-
-            peeked = [(self.peek(s, opt.window), s) for s in sources]
-            empty = [s for f, s in peeked if f is None]
-            firsts = [(f, s) for f, s in peeked if f is not None]
-            merge = StreamMerge(
-                firsts, lambda src: self.stream(src, opt.window, advance, early_bad)
-            )
-            records = iter(merge)
-        else:
-            scan_task = progress.add_task("scanning", total=total_bytes)
-            for src in sources:
-                self.scan(src, lambda n: progress.advance(scan_task, n))
-            valid = sum(s.valid for s in sources)
-            task = progress.add_task("auditing", total=valid)
-
-            def bad(src: Source, line: int, reason: str, error: str) -> None:
-                self.bad(src.name, line, reason, error)
-                src.malformed += 1
-
-            records = merged(sources)
-
-        alerts_path = Path(opt.out) / "alerts.jsonl"
-        try:
-            with alerts_path.open("w", encoding="utf-8") as alerts_out:
-                show = None if single else (progress, task)
-                self._process(records, runner, engine, collector, alerts_out, flush_ms, bad, show)
-                if merge is not None:
-                    merge.drain()
-                    for src in empty:  # files without a valid record: counted, reported
-                        for _ in self.stream(src, opt.window, advance, early_bad):
-                            pass
-        except Unsorted:
-            if single:
-                progress.remove_task(task)
-            raise
-        finally:
-            if merge is not None:
-                merge.close()
-        if single:
-            self._settle_malformed(sources, early, found)
-        return collector
-
-    def _process(
-        self,
-        records: Iterator[tuple[Source, int, bytes]],
-        runner: Any,
-        engine: Any,
-        collector: Collector,
-        alerts_out: IO[str],
-        flush_ms: int,
-        bad: Callable[[Source, int, str, str], None],
-        show: tuple[Any, Any] | None,
-    ) -> None:
-        """The replay proper: decode, filter (--since/--until), judge, write the alerts.
-        `show`: the progress bar and task to update with the records done."""
-        opt = self.opt
-        write = alerts_out.write
-        collect_alert = collector.alert
-
-        since_us = to_us(opt.since) if opt.since is not None else None
-        until_us = to_us(opt.until) if opt.until is not None else None
-        if since_us is not None:
-            collector.since_us = since_us
-
-        def emit(alerts: list[Alert]) -> None:
-            for a in alerts:
-                if since_us is not None and to_us(a.ts) < since_us:
-                    continue
-                write(a.model_dump_json(exclude_none=True))
-                write("\n")
-                collect_alert(a)
-
-        ctx = self.ctx
-        # --rules per-message: the runner hands out the engine's Outcome directly
-        judge: Callable[[Any], Any] | None = getattr(runner, "outcome", None)
-        decode_consent = self.decoder(CONSENT)
-        pending = 0
-        batch_w = -1
-        done = 0
-        state = runner.state
-        for src, line, raw in records:
-            done += 1
-            if show is not None and done % PROGRESS_EVERY == 0:
-                show[0].update(show[1], completed=done)
-            kind = src.kind
-            if kind == EVENTS:
-                try:
-                    ev = decode_event(raw, None, ctx)
-                except DecodeError as exc:
-                    bad(src, line, exc.reason, exc.error)
-                    continue
-                ts_us = to_us(ev.ts)
-                if until_us is not None and ts_us >= until_us:
-                    break  # records come in ts order: nothing later is wanted
-                w = ts_us // 1000 // flush_ms
-                if w != batch_w:
-                    if pending:
-                        emit(runner.flush())
-                        pending = 0
-                    batch_w = w
-                if judge is not None:
-                    out = judge(ev)
-                    alerts = list(out.alerts) if out is not None else []
-                else:
-                    engine.last = None
-                    alerts = runner.process(ev)
-                    out = engine.last
-                if out is None:
-                    self.totals["duplicates"] += 1
-                    continue
-                pending += 1
-                if since_us is not None and ts_us < since_us:
-                    self.totals["warmup_events"] += 1
-                    collector.event(ev, out, alerts, ts_us, state, count=False)
-                    continue
-                self.totals["events"] += 1
-                if alerts:
-                    emit(alerts)
-                collector.event(ev, out, alerts, ts_us, state)
-            elif kind == CONSENT:
-                try:
-                    rec = decode_consent(raw)
-                except DecodeError as exc:
-                    bad(src, line, exc.reason, exc.error)
-                    continue
-                if (
-                    until_us is not None
-                    and (rec.ts_us if isinstance(rec, Tombstone) else to_us(rec.ts)) >= until_us
-                    and opt.consent_order == "ts"
-                ):
-                    continue
-                if isinstance(rec, Tombstone):
-                    engine.on_consent(rec.msisdn, rec.enterprise, None, state)
-                    self.totals["consent_deletions"] += 1
-                else:
-                    runner.process(rec)
-                    collector.consent_record(rec)
-                    self.totals["consent_records"] += 1
-            else:
-                try:
-                    complaint = decode_model(Complaint, raw, ctx)
-                except DecodeError as exc:
-                    bad(src, line, exc.reason, exc.error)
-                    continue
-                if until_us is not None and to_us(complaint.ts) >= until_us:
-                    break
-                w = to_us(complaint.ts) // 1000 // flush_ms
-                if w != batch_w:
-                    if pending:
-                        emit(runner.flush())
-                        pending = 0
-                    batch_w = w
-                runner.process(complaint)
-                pending += 1
-                self.totals["complaints"] += 1
-            if pending >= opt.batch:
-                emit(runner.flush())
-                pending = 0
-        emit(runner.flush())
-        if opt.close_all:
-            emit(runner.finish())
-        if show is not None:
-            show[0].update(show[1], completed=done)
-
-    def _settle_malformed(
-        self,
-        sources: list[Source],
-        early: list[list[tuple[int, str, str]]],
-        found: list[tuple[Source, int, str, str]],
-    ) -> None:
-        """List the single pass's malformed lines as the two passes do: first those pass 1
-        finds (file by file, in line order), then those the replay finds (in replay order);
-        the "malformed" total is then counted before anything the replay counts."""
-        n = sum(map(len, early))
-        if n:
-            rest = [(k, v) for k, v in self.totals.items() if k != "malformed"]
-            count = self.totals["malformed"] + n
-            self.totals.clear()
-            self.totals["malformed"] = count
-            self.totals.update(dict(rest))
-        for src, rows in zip(sources, early, strict=True):
-            for line, reason, error in rows:
-                self._note(src.name, line, reason, error)
-        for src, line, reason, error in found:
-            self._note(src.name, line, reason, error)
 
     # -- outputs ----------------------------------------------------------------------------
 
