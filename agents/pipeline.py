@@ -39,6 +39,7 @@ from smsmon.streams.metrics import Metrics
 from smsmon.streams.models import Alert, Complaint, ConsentRecord, MtEvent
 from smsmon.streams.output import BatchOutput
 
+from .content.checks import content_checker
 from .rules.consent import ConsentState, RecentSenders
 from .rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
 from .rules.reference import ReferenceBook
@@ -136,23 +137,6 @@ def send_failed(exc: BaseException, topic: str) -> None:
     )
     logging.shutdown()
     os._exit(70)
-
-
-def content_checker(settings: Settings) -> Any:
-    """The content rules configured by settings (None when turned off)."""
-    if not settings.content_rules_enabled:
-        return None
-    from .content.checks import ContentChecker
-    from .content.classifier import MarketingClassifier
-    from .content.hours import AllowedHours
-
-    hours = AllowedHours(
-        start=settings.allowed_hours_start,
-        end=settings.allowed_hours_end,
-        tz=settings.allowed_hours_tz or settings.timezone,
-        enabled=settings.quiet_hours_enabled,
-    )
-    return ContentChecker(MarketingClassifier.load(), hours)
 
 
 def _header(message: Any, name: str) -> bytes | None:

@@ -108,12 +108,9 @@ class ContentChecker:
 
 
 def content_checker(settings: Settings) -> ContentChecker | None:
-    """The content rules configured by settings (None when turned off).
-
-    The same as `agents.pipeline.content_checker` (the worker's), without importing the
-    Faust application: the offline audit uses this one (tests/unit/test_fast_paths.py
-    checks that both build the same checker).
-    """
+    """The content rules configured by settings (None when turned off): the one builder used
+    by the worker (`agents.pipeline` re-exports it) and the offline audit, which gets it
+    without importing the Faust application."""
     if not settings.content_rules_enabled:
         return None
     hours = AllowedHours(
