@@ -1057,3 +1057,31 @@ def test_compressed_input_from_gateways_is_read(kenv: Env) -> None:
     wait_settled(kenv, [worker], timeout=120)
     assert worker.proc.poll() is None, worker.log()[-3000:]
     assert_alert_set(kenv, scenario.expected)
+
+
+# -- 10. first start of a consumer group over a backlog -------------------------------------------
+
+
+def test_first_start_processes_records_produced_before_it(kenv: Env) -> None:
+    """A new deployment over topics that already hold reference data and events: the new
+    consumer group starts from the earliest offsets and judges every event."""
+    from smsmon.config.settings import Settings
+    from smsmon.streams.admin import ensure_topics
+
+    settings = Settings(
+        **{k.removeprefix("SMSMON_").lower(): v for k, v in kenv.settings_env().items()}  # type: ignore[arg-type]
+    )
+    ensure_topics(settings)
+    scenario = Builder(seed=12).build(stories=300)
+    ref = scenario.reference
+    for name, rows in (
+        ("sms.ref.ports", ref.ports),
+        ("sms.ref.signatures", ref.signatures),
+        ("sms.ref.consent", ref.consent),
+    ):
+        produce_rows(kenv.bootstrap, kenv.topic(name), [(k.encode(), enc(v)) for k, v in rows])
+    produce_rows(kenv.bootstrap, kenv.topic("sms.events"), event_rows(scenario.events))
+    worker = kenv.start_worker("w1")
+    wait_ready(worker)
+    wait_settled(kenv, [worker])
+    assert events_seen([worker]) == len(scenario.events)
