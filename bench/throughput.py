@@ -1241,35 +1241,6 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
         broker.stop()
 
 
-def create_changelogs(settings: Any) -> None:
-    """Create the tables' changelog topics up front with SMSMON_PARTITIONS partitions.
-
-    Without this a fresh worker sometimes crashes on its first batch with PartitionsMismatch:
-    a metadata request for a changelog Faust has not created yet makes the broker (which
-    auto-creates topics) create it with one partition. See docs/performance.md.
-    """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    from smsmon.streams.admin import changelog_topics
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    try:
-        admin.create_topics(
-            [
-                NewTopic(
-                    name=name,
-                    num_partitions=settings.partitions,
-                    replication_factor=1,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-                for name in changelog_topics(settings)
-            ]
-        )
-    finally:
-        admin.close()
-
-
 def setup_app(
     broker: Broker, prefix: str, args: argparse.Namespace, sim: Any
 ) -> tuple[dict[str, str], float]:
@@ -1277,8 +1248,7 @@ def setup_app(
 
     env = app_env(broker.bootstrap, prefix, args.partitions)
     settings = settings_of(env)
-    ensure_topics(settings)
-    create_changelogs(settings)
+    ensure_topics(settings)  # also creates the tables' changelogs (PartitionsMismatch otherwise)
     load_reference(broker.bootstrap, env, sim)
     t0 = time.monotonic()
     n = load_consent(
