@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # (a watermark marker) at most this often: re-keyed records never drive the watermark
     # themselves (docs/traffic.md, "Watermarks").
     watermark_marker_interval_ms: int = Field(default=500, ge=0)
+    # Table changelog records of a batch go out with its other output, one aiokafka batch
+    # per partition, instead of one Faust send per key (docs/performance.md).
+    batched_changelog: bool = True
     recent_ports_per_msisdn: int = Field(default=8, ge=1, le=64)
     recent_horizon_days: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=65_536, ge=1024)

@@ -30,6 +30,9 @@ class BatchOutput:
         # flush before commit does not raise on a failed batch, so without this the records
         # would be lost while the input offsets are committed.
         self.on_error = on_error
+        # topic -> called with (partition, offset of the last record) once a batch of that
+        # topic is acknowledged (table changelogs: the store's persisted offset)
+        self.on_sent: dict[str, Callable[[int, int], None]] = {}
         self._pending: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
         self._partitions: dict[str, int] = {}
         self.sent = 0
@@ -76,22 +79,31 @@ class BatchOutput:
         for (topic, partition), records in by_tp.items():
             batch = producer.create_batch()
             acks: list[Ack] = []
+            count = 0
             for key, value, headers, on_ack in records:
                 meta = batch.append(key=key, value=value, timestamp=now, headers=headers or [])
                 if meta is None:  # batch full: send it and start another
-                    await self._send(producer, batch, topic, partition, acks)
-                    batch, acks = producer.create_batch(), []
+                    await self._send(producer, batch, topic, partition, acks, count)
+                    batch, acks, count = producer.create_batch(), [], 0
                     batch.append(key=key, value=value, timestamp=now, headers=headers or [])
                 if on_ack is not None:
                     acks.append(on_ack)
+                count += 1
                 self.sent += 1
-            await self._send(producer, batch, topic, partition, acks)
+            await self._send(producer, batch, topic, partition, acks, count)
 
     async def _send(
-        self, producer: Any, batch: Any, topic: str, partition: int, acks: list[Ack]
+        self,
+        producer: Any,
+        batch: Any,
+        topic: str,
+        partition: int,
+        acks: list[Ack],
+        count: int = 0,
     ) -> None:
         fut = await producer.send_batch(batch, topic, partition=partition)
         on_error = self.on_error
+        on_sent = self.on_sent.get(topic)
 
         def done(f: Any) -> None:
             if f.cancelled():
@@ -103,5 +115,8 @@ class BatchOutput:
                 return
             for ack in acks:
                 ack()
+            if on_sent is not None and count:
+                # the batch future carries the base offset; a batch's offsets are consecutive
+                on_sent(partition, f.result().offset + count - 1)
 
         fut.add_done_callback(done)
