@@ -361,9 +361,10 @@ def take_records(sim: Any, n: int) -> tuple[list[Rec], list[str]]:
     return recs, ids
 
 
-def offline_alerts(sim: Any, records: list[Rec]) -> list[Any]:
-    """The same records through the same rules without Kafka (as the traffic integration test
-    and `smsmon audit` do); synthetic consent pairs are left out: no event names them."""
+def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[Any]:
+    """The same records through the same rules without Kafka (what `smsmon audit` runs; the
+    traffic integration test uses this too); synthetic consent pairs are left out: no event
+    names them."""
     from smsmon.agents.pipeline import content_checker
     from smsmon.agents.rules.engine import EngineConfig
     from smsmon.agents.rules.offline import OfflineRunner
@@ -380,10 +381,10 @@ def offline_alerts(sim: Any, records: list[Rec]) -> list[Any]:
         book.put_port(key, PortRecord.model_validate(value))
     for key, value in sim.reference.signatures:
         book.put_signature(signature_key(key.encode()), SignatureRecord.model_validate(value))
-    settings = Settings(msisdn_secret=SECRET)
+    settings = Settings(msisdn_secret=secret)
     runner = OfflineRunner(
         book,
-        EngineConfig(hasher=MsisdnHasher(SECRET.encode(), "k1"), content=content_checker(settings)),
+        EngineConfig(hasher=MsisdnHasher(secret.encode(), "k1"), content=content_checker(settings)),
         TrafficConfig(),
     )
     consent = [ConsentRecord.model_validate(v) for _, v in sim.reference.consent]

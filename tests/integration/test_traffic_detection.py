@@ -10,15 +10,9 @@ from typing import Any
 import pytest
 
 from bench.detectors import score_alerts
-from smsmon.agents.pipeline import content_checker
-from smsmon.agents.rules.engine import EngineConfig
-from smsmon.agents.rules.offline import OfflineRunner
-from smsmon.agents.rules.reference import ReferenceBook
+from bench.throughput import offline_alerts
 from smsmon.agents.rules.traffic import TrafficConfig
-from smsmon.config.settings import Settings
-from smsmon.streams.canonical import MsisdnHasher
-from smsmon.streams.codec import DecodeContext, decode_event, decode_model, signature_key
-from smsmon.streams.models import Alert, Complaint, ConsentRecord, PortRecord, SignatureRecord
+from smsmon.streams.models import Alert
 from smsmon.streams.simulator import SimConfig, generate
 
 from .conftest import Env, wait_ready, wait_until
@@ -45,33 +39,6 @@ def simulation() -> Any:
             incidents=1,
         )
     )
-
-
-def offline_alerts(sim: Any, records: list[tuple[str, bytes, bytes]]) -> list[Alert]:
-    """The same records through the same rules without Kafka (what `smsmon audit` runs)."""
-    ctx = DecodeContext(tz=sim.tz)
-    book = ReferenceBook()
-    for key, value in sim.reference.ports:
-        book.put_port(key, PortRecord.model_validate(value))
-    for key, value in sim.reference.signatures:
-        book.put_signature(signature_key(key.encode()), SignatureRecord.model_validate(value))
-    settings = Settings(msisdn_secret=SECRET)
-    runner = OfflineRunner(
-        book,
-        EngineConfig(hasher=MsisdnHasher(SECRET.encode(), "k1"), content=content_checker(settings)),
-        TrafficConfig(),
-    )
-    consent = [ConsentRecord.model_validate(v) for _, v in sim.reference.consent]
-
-    def decoded() -> Any:
-        yield from consent
-        for kind, key, value in records:
-            if kind == "complaint":
-                yield decode_model(Complaint, value, ctx)
-            else:
-                yield decode_event(value, key, ctx)
-
-    return list(runner.run(decoded()))
 
 
 @pytest.mark.timeout(900)
@@ -128,7 +95,7 @@ def test_simulated_anomalies_are_alerted_and_live_equals_offline(kenv: Env) -> N
         "complaints processed",
     )
 
-    expected = offline_alerts(sim, records)
+    expected = offline_alerts(sim, records, SECRET)
     want = {a.alert_id for a in expected}
 
     def live() -> set[str] | None:
