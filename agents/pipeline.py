@@ -44,6 +44,7 @@ from .rules.consent import ConsentState, RecentSenders
 from .rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
 from .rules.reference import ReferenceBook
 from .rules.traffic import FloodState, Stage1, TrafficConfig
+from .tables import TableWriter
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Pipeline:
         self.book.exemptions.hasher = self.engine.config.hasher
         self.dedup = Deduper(settings.dedup_capacity)
         self.out = BatchOutput(wiring.app, on_error=send_failed)
+        self.tables = TableWriter(self.out, settings.batched_changelog)
         self.state = TableState(wiring.consent, wiring.recent)
         self.state.flood_overlay = BatchOverlay(wiring.flood.get)
         self.traffic_config = TrafficConfig()
@@ -184,7 +186,6 @@ class Pipeline:
         self._origin_ts: dict[int, int] = {}
         self._marker_sent: dict[int, tuple[int, int]] = {}
         self._out_lock = asyncio.Lock()
-        self._direct: dict[str, tuple[Any, str]] = {}
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
@@ -456,67 +457,17 @@ class Pipeline:
 
     def _flush_tables(self) -> None:
         assert self.state.flood_overlay is not None
+        write = self.tables.write
         for table, overlay in (
             (self.w.consent, self.state.consent_overlay),
             (self.w.recent, self.state.recent_overlay),
             (self.w.flood, self.state.flood_overlay),
         ):
-            direct = self._direct_store(table)
+            counted = table is self.w.consent
             for key, value, writer, before in overlay.drain():
-                if table is self.w.consent:
+                if counted:
                     self.consent_count += (value is not None) - (before is not None)
-                if direct is not None:
-                    store, changelog = direct
-                    partition = writer.message.partition
-                    db = store._db_for_partition(partition)
-                    if value is None:
-                        db.delete(key)  # a missing key is a no-op in RocksDB
-                        with contextlib.suppress(KeyError):
-                            del store._key_index[key]
-                    else:
-                        db.put(key, value)
-                        store._key_index[key] = partition
-                    self.out.add(changelog, key, value, partition=partition)  # None: tombstone
-                    continue
-                bind_event(writer)
-                if value is None:
-                    with contextlib.suppress(KeyError):
-                        del table[key]
-                else:
-                    table[key] = value
-
-    def _direct_store(self, table: Any) -> tuple[Any, str] | None:
-        """(RocksDB store, changelog topic) when table writes may bypass Faust's per-key path.
-
-        What `table[key] = value` does for a plain (non-windowed) table: put the value in the
-        RocksDB partition of the current event, then send one changelog record through
-        Faust's producer buffer, whose acknowledgement stores the changelog offset in that
-        partition's RocksDB ("persisted offset", where recovery resumes). Here the same put
-        happens, the changelog record joins the batch's other output (one aiokafka batch per
-        partition), and the persisted offset is stored once per acknowledged batch. About a
-        third of the worker's time went to the per-key path (docs/performance.md).
-        Deletes go the same way (a tombstone), so a table's changelog keeps its order.
-        """
-        if not self.settings.batched_changelog:
-            return None
-        cached = self._direct.get(table.name)
-        if cached is None:
-            from faust.stores.rocksdb import Store as RocksStore
-            from faust.types import TP
-
-            store = table.data
-            if not isinstance(store, RocksStore):
-                return None
-            topic = table.changelog_topic.get_topic_name()
-
-            def persisted(
-                partition: int, offset: int, store: Any = store, topic: str = topic
-            ) -> None:
-                store.set_persisted_offset(TP(topic, partition), offset)
-
-            self.out.on_sent[topic] = persisted
-            cached = self._direct[table.name] = (store, topic)
-        return cached
+                write(table, key, value, writer)
 
     # -- outputs --------------------------------------------------------------------------
 
