@@ -98,11 +98,14 @@ class Aggregation:
         self.metrics = metrics
         self.book = book
         self.aggregator = Aggregator(cfg, self._quota)
-        self.store = SubjectCache(wiring.subjects.get, SUBJECT_CACHE_MAX)
         self.progress: dict[int, Progress] = {}
         self.cfg = cfg
         self.out = BatchOutput(wiring.app, on_error=send_failed)
         self.tables = TableWriter(self.out, settings.batched_changelog)
+        self.store = SubjectCache(
+            lambda key: self.tables.read(wiring.subjects, key, self.store.writer),
+            SUBJECT_CACHE_MAX,
+        )
 
     def register(self) -> None:
         self.w.app.agent(self.w.counts, name=AGGREGATE_AGENT)(self.aggregate_counts)

@@ -60,11 +60,18 @@ WATERMARK_HEADER = "smsmon-wm"
 class TableState:
     """`State` over the Faust tables through per-batch overlays."""
 
-    def __init__(self, consent_table: Any, recent_table: Any) -> None:
-        self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(consent_table.get)
-        self.recent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(recent_table.get)
-        self.flood_overlay: BatchOverlay[bytes, bytes, Any] | None = None
+    def __init__(self, tables: TableWriter, consent: Any, recent: Any, flood: Any) -> None:
+        # the Faust event of the record being handled: tables are read in its partition
         self.writer: Any = None
+        self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
+            lambda key: tables.read(consent, key, self.writer)
+        )
+        self.recent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
+            lambda key: tables.read(recent, key, self.writer)
+        )
+        self.flood_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
+            lambda key: tables.read(flood, key, self.writer)
+        )
 
     def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
         raw = self.consent_overlay.get(f"{msisdn}|{enterprise}".encode())
@@ -171,8 +178,7 @@ class Pipeline:
         self.dedup = Deduper(settings.dedup_capacity)
         self.out = BatchOutput(wiring.app, on_error=send_failed)
         self.tables = TableWriter(self.out, settings.batched_changelog)
-        self.state = TableState(wiring.consent, wiring.recent)
-        self.state.flood_overlay = BatchOverlay(wiring.flood.get)
+        self.state = TableState(self.tables, wiring.consent, wiring.recent, wiring.flood)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
             self.traffic_config,
@@ -335,7 +341,6 @@ class Pipeline:
         alerts: list[tuple[Alert, float]] = []
         wall_ms = int(time.time() * 1000)
         flood_overlay = state.flood_overlay
-        assert flood_overlay is not None
         late_before = self.stage1.late
         metrics.batch_size.observe(len(batch))
         positions = self._positions
@@ -456,7 +461,6 @@ class Pipeline:
             self._publish_alert(alert, t_in)
 
     def _flush_tables(self) -> None:
-        assert self.state.flood_overlay is not None
         write = self.tables.write
         for table, overlay in (
             (self.w.consent, self.state.consent_overlay),

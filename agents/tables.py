@@ -53,6 +53,19 @@ class TableWriter:
             store._key_index[key] = partition
         self.out.add(changelog, key, value, partition=partition)  # None: tombstone
 
+    def read(self, table: Any, key: bytes, reader: Any) -> bytes | None:
+        """The value of `key` in the partition of the Faust event `reader`.
+
+        One RocksDB lookup: `table.get` checks `key in table` first (a second lookup) and
+        goes through Faust's per-key callbacks; this was 3-4 % of the worker's time."""
+        direct = self.direct_store(table)
+        if direct is None:
+            bind_event(reader)
+            value: bytes | None = table.get(key)
+            return value
+        value = direct[0]._db_for_partition(reader.message.partition).get(key)
+        return value
+
     def direct_store(self, table: Any) -> tuple[Any, str] | None:
         """(RocksDB store, changelog topic) when writes to `table` bypass Faust's path."""
         if not self.batched:

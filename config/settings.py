@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Table changelog records of a batch go out with its other output, one aiokafka batch
     # per partition, instead of one Faust send per key (docs/performance.md).
     batched_changelog: bool = True
+    # Faust's per-record consumer loop awaits each delivery through four tasks; deliveries
+    # that cannot block are awaited directly (streams/faust_patches.py).
+    fast_drain: bool = True
     recent_ports_per_msisdn: int = Field(default=8, ge=1, le=64)
     recent_horizon_days: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=65_536, ge=1024)
