@@ -183,6 +183,7 @@ class Aggregation:
             write(self.w.progress, f"q{q}".encode(), self.progress[q].encode(), event)
         for key, value, writer in self.store.drain():
             write(self.w.subjects, key, value, writer)
+        self.tables.commit()
         self.metrics.late_events.inc(self.aggregator.late - late_before)
         self._top_subjects()
         for alert in alerts:

@@ -472,6 +472,7 @@ class Pipeline:
                 if counted:
                     self.consent_count += (value is not None) - (before is not None)
                 write(table, key, value, writer)
+        self.tables.commit()
 
     # -- outputs --------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from rocksdict import WriteBatch
+
 from smsmon.streams.app import bind_event
 from smsmon.streams.output import BatchOutput
 
@@ -29,6 +31,8 @@ class TableWriter:
         self.out = out
         self.batched = batched
         self._direct: dict[str, tuple[Any, str] | None] = {}
+        # (table, partition) -> (RocksDB, write batch) of the writes not yet committed
+        self._batches: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def write(self, table: Any, key: bytes, value: bytes | None, writer: Any) -> None:
         """Set (or delete, for None) `key` in the partition of the Faust event `writer`."""
@@ -43,15 +47,31 @@ class TableWriter:
             return
         store, changelog = direct
         partition = writer.message.partition
-        db = store._db_for_partition(partition)
+        pending = self._batches.get((table.name, partition))
+        if pending is None:
+            db = store._db_for_partition(partition)
+            wb = WriteBatch(raw_mode=True) if store.use_rocksdict else db
+            pending = self._batches[(table.name, partition)] = (db, wb)
+        wb = pending[1]
         if value is None:
-            db.delete(key)  # a missing key is a no-op in RocksDB
+            wb.delete(key)  # a missing key is a no-op in RocksDB
             with contextlib.suppress(KeyError):
                 del store._key_index[key]
         else:
-            db.put(key, value)
+            wb.put(key, value)
             store._key_index[key] = partition
         self.out.add(changelog, key, value, partition=partition)  # None: tombstone
+
+    def commit(self) -> None:
+        """Apply the batch's writes: one RocksDB write batch per table partition.
+
+        Call after the last `write` of a batch and before its output is flushed: reads of
+        the same batch go through the caller's overlay, so nothing reads a key between its
+        `write` and this commit. A write batch is also atomic in RocksDB."""
+        for db, wb in self._batches.values():
+            if wb is not db:
+                db.write(wb)
+        self._batches.clear()
 
     def read(self, table: Any, key: bytes, reader: Any) -> bytes | None:
         """The value of `key` in the partition of the Faust event `reader`.

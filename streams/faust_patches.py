@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -54,20 +55,29 @@ def apply_fast_drain(enabled: bool) -> bool:
     return True
 
 
-def may_block(consumer: Any, message: Any) -> bool:
-    """True if delivering `message` through the conductor could suspend."""
+def blocker(consumer: Any) -> Callable[[Any], bool]:
+    """`may_block(message)`: True if delivering it through the conductor could suspend.
+
+    The objects it looks at are fixed for the consumer's lifetime (the events, the flow
+    control, the producer buffer, the conductor's index, which is updated in place); only
+    their state is read per record."""
     app = consumer.app
-    if consumer.suspend_flow.is_set() or not app.flow_control.is_active():
-        return True
+    suspended = consumer.suspend_flow.is_set
+    flow_active = app.flow_control.is_active
     buffer = app.producer.buffer
-    if buffer.size > buffer.max_messages:
-        return True
-    channels = app.topics._tp_index.get(message.tp)
-    if channels:
-        for chan in channels:
-            if chan.queue.full():
-                return True
-    return False
+    channels_of = app.topics._tp_index.get
+
+    def may_block(message: Any) -> bool:
+        if suspended() or not flow_active() or buffer.size > buffer.max_messages:
+            return True
+        channels = channels_of(message.tp)
+        if channels:
+            for chan in channels:
+                if chan.queue.full():
+                    return True
+        return False
+
+    return may_block
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
@@ -88,6 +98,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
 
+    may_block = blocker(self)
     yield_every = 100
     num_since_yield = 0
     sleep = asyncio.sleep
@@ -120,7 +131,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             self._n_acked = 0
                             await self.commit()
                         # smsmon: the fast path
-                        if may_block(self, message):
+                        if may_block(message):
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         else:
                             await callback(message)

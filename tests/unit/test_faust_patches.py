@@ -10,7 +10,7 @@ import pytest
 from faust.transport.consumer import Consumer
 
 from smsmon.streams import faust_patches
-from smsmon.streams.faust_patches import apply_fast_drain, may_block
+from smsmon.streams.faust_patches import apply_fast_drain, blocker
 
 pytestmark = pytest.mark.unit
 
@@ -36,11 +36,12 @@ def consumer(
         producer=SimpleNamespace(buffer=SimpleNamespace(size=buffered, max_messages=100)),
         topics=SimpleNamespace(_tp_index={tp: channels}),
     )
-    return SimpleNamespace(app=app, suspend_flow=suspend_flow), SimpleNamespace(tp=tp)
+    return blocker(SimpleNamespace(app=app, suspend_flow=suspend_flow)), SimpleNamespace(tp=tp)
 
 
 def test_a_delivery_that_cannot_block_takes_the_fast_path() -> None:
-    assert not may_block(*consumer())
+    may_block, message = consumer()
+    assert not may_block(message)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,8 @@ def test_a_delivery_that_cannot_block_takes_the_fast_path() -> None:
     ],
 )
 def test_anything_that_could_block_takes_faust_s_path(why: dict[str, Any]) -> None:
-    assert may_block(*consumer(**why))
+    may_block, message = consumer(**why)
+    assert may_block(message)
 
 
 def test_installed_for_the_pinned_faust_only_and_removable(monkeypatch: pytest.MonkeyPatch) -> None:
