@@ -19,7 +19,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from smsmon.config.settings import Settings
@@ -57,21 +57,76 @@ ORIGIN_WATERMARK = b"watermark"
 WATERMARK_HEADER = "smsmon-wm"
 
 
+class SubscriberOverlay:
+    """One batch's view of the `subscribers` table: each msisdn's recent senders and flood
+    state, decoded at most once per batch and written once per batch.
+
+    Both live in one value (RecentSenders JSON, a newline, FloodState JSON; JSON text has no
+    raw newline): an mt reads and writes both, so one table instead of two halves the
+    RocksDB reads, writes and changelog records per message. A part nobody touched in the
+    batch is written back as it was read, without decoding it.
+    """
+
+    def __init__(self, load: Callable[[bytes], bytes | None]) -> None:
+        self._load = load
+        # key -> [RecentSenders | None, FloodState | None, raw recent, raw flood]
+        self._entries: dict[bytes, list[Any]] = {}
+        self._dirty: dict[bytes, Any] = {}
+
+    def _entry(self, key: bytes) -> list[Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            recent, _, flood = (self._load(key) or b"").partition(b"\n")
+            entry = self._entries[key] = [None, None, recent, flood]
+        return entry
+
+    def recent(self, key: bytes) -> RecentSenders:
+        entry = self._entry(key)
+        if entry[0] is None:
+            entry[0] = RecentSenders.decode(entry[2])
+        senders: RecentSenders = entry[0]
+        return senders
+
+    def flood(self, key: bytes) -> FloodState:
+        entry = self._entry(key)
+        if entry[1] is None:
+            entry[1] = FloodState.decode(entry[3])
+        flood: FloodState = entry[1]
+        return flood
+
+    def set_recent(self, key: bytes, senders: RecentSenders, writer: Any) -> None:
+        self._entry(key)[0] = senders
+        self._dirty[key] = writer
+
+    def set_flood(self, key: bytes, flood: FloodState, writer: Any) -> None:
+        self._entry(key)[1] = flood
+        self._dirty[key] = writer
+
+    def drain(self) -> Iterator[tuple[bytes, bytes, Any]]:
+        """(key, value, last writer) of each msisdn changed in the batch; then forget all."""
+        for key, writer in self._dirty.items():
+            recent, flood, raw_recent, raw_flood = self._entries[key]
+            yield (
+                key,
+                (recent.encode() if recent is not None else raw_recent)
+                + b"\n"
+                + (flood.encode() if flood is not None else raw_flood),
+                writer,
+            )
+        self._dirty.clear()
+        self._entries.clear()
+
+
 class TableState:
     """`State` over the Faust tables through per-batch overlays."""
 
-    def __init__(self, tables: TableWriter, consent: Any, recent: Any, flood: Any) -> None:
+    def __init__(self, tables: TableWriter, consent: Any, subscribers: Any) -> None:
         # the Faust event of the record being handled: tables are read in its partition
         self.writer: Any = None
         self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
             lambda key: tables.read(consent, key, self.writer)
         )
-        self.recent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
-            lambda key: tables.read(recent, key, self.writer)
-        )
-        self.flood_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
-            lambda key: tables.read(flood, key, self.writer)
-        )
+        self.subscribers = SubscriberOverlay(lambda key: tables.read(subscribers, key, self.writer))
 
     def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
         raw = self.consent_overlay.get(f"{msisdn}|{enterprise}".encode())
@@ -82,10 +137,10 @@ class TableState:
         self.consent_overlay.set(key, state.encode() if state else None, self.writer)
 
     def recent(self, msisdn: str) -> RecentSenders:
-        return RecentSenders.decode(self.recent_overlay.get(msisdn.encode()))
+        return self.subscribers.recent(msisdn.encode())
 
     def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
-        self.recent_overlay.set(msisdn.encode(), senders.encode(), self.writer)
+        self.subscribers.set_recent(msisdn.encode(), senders, self.writer)
 
 
 def publish_alert(
@@ -178,7 +233,7 @@ class Pipeline:
         self.dedup = Deduper(settings.dedup_capacity)
         self.out = BatchOutput(wiring.app, on_error=send_failed)
         self.tables = TableWriter(self.out, settings.batched_changelog)
-        self.state = TableState(self.tables, wiring.consent, wiring.recent, wiring.flood)
+        self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
             self.traffic_config,
@@ -340,7 +395,7 @@ class Pipeline:
         kinds: collections.Counter[tuple[str, str]] = collections.Counter()
         alerts: list[tuple[Alert, float]] = []
         wall_ms = int(time.time() * 1000)
-        flood_overlay = state.flood_overlay
+        subscribers = state.subscribers
         late_before = self.stage1.late
         metrics.batch_size.observe(len(batch))
         positions = self._positions
@@ -374,7 +429,7 @@ class Pipeline:
                     alerts.extend((a, t_in) for a in out.alerts)
                     source = f"{'r' if rekeyed else 'e'}{m.partition}"
                     if isinstance(ev, MtEvent) and out.verdict is not None:
-                        flood = FloodState.decode(flood_overlay.get(ev.msisdn.encode()))
+                        flood = subscribers.flood(ev.msisdn.encode())
                         found = self.stage1.on_mt(
                             source,
                             m.partition,
@@ -386,7 +441,7 @@ class Pipeline:
                             now,
                             drives=not rekeyed,
                         )
-                        flood_overlay.set(ev.msisdn.encode(), flood.encode(), event)
+                        subscribers.set_flood(ev.msisdn.encode(), flood, event)
                         alerts.extend((a, t_in) for a in found)
                     else:
                         ts_ms = int(ev.ts.timestamp() * 1000)
@@ -462,16 +517,13 @@ class Pipeline:
 
     def _flush_tables(self) -> None:
         write = self.tables.write
-        for table, overlay in (
-            (self.w.consent, self.state.consent_overlay),
-            (self.w.recent, self.state.recent_overlay),
-            (self.w.flood, self.state.flood_overlay),
-        ):
-            counted = table is self.w.consent
-            for key, value, writer, before in overlay.drain():
-                if counted:
-                    self.consent_count += (value is not None) - (before is not None)
-                write(table, key, value, writer)
+        consent = self.w.consent
+        for key, value, writer, before in self.state.consent_overlay.drain():
+            self.consent_count += (value is not None) - (before is not None)
+            write(consent, key, value, writer)
+        subscribers = self.w.subscribers
+        for key, value, writer in self.state.subscribers.drain():
+            write(subscribers, key, value, writer)
         self.tables.commit()
 
     # -- outputs --------------------------------------------------------------------------

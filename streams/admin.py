@@ -72,7 +72,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 def changelog_topics(settings: Settings) -> list[str]:
     """Faust changelog topics of smsmon's tables (co-partitioned with events)."""
-    tables = ("consent", "recent_senders", "flood", "subjects", "progress")
+    tables = ("consent", "subscribers", "subjects", "progress")
     return [f"{settings.app_id}-{t}-changelog" for t in tables]
 
 

@@ -16,8 +16,8 @@ from smsmon.streams.faust_patches import apply_fast_drain
 # Agent and table names are part of Kafka topic names (changelogs, internal topics):
 # they are contract, never rename them casually.
 CONSENT_TABLE = "consent"
-RECENT_TABLE = "recent_senders"
-FLOOD_TABLE = "flood"
+# b"msisdn" -> recent senders and flood state of one subscriber (agents/pipeline.py)
+SUBSCRIBERS_TABLE = "subscribers"
 SUBJECTS_TABLE = "subjects"
 PROGRESS_TABLE = "progress"
 CHECK_AGENT = "check_events"
@@ -60,9 +60,8 @@ class Wiring:
     alerts: Any
     dlq: Any
     consent: Any  # Table: b"msisdn|enterprise" -> ConsentState bytes
-    recent: Any  # Table: b"msisdn" -> RecentSenders bytes
+    subscribers: Any  # Table: b"msisdn" -> RecentSenders JSON, newline, FloodState JSON
     counts: Any  # internal topic of stage-1 partials, partitioned by subject
-    flood: Any  # Table: b"msisdn" -> FloodState bytes
     subjects: Any  # Table: b"dim|subject" -> SubjectState bytes (stage 2)
     progress: Any  # Table: b"q<partition>" -> Progress bytes (stage 2)
 
@@ -120,9 +119,8 @@ def build_app(settings: Settings) -> Wiring:
     # bytes key and value types give the raw codec (no JSON round trip per access).
     table_args: dict[str, Any] = {"partitions": n, "key_type": bytes, "value_type": bytes}
     consent = app.Table(CONSENT_TABLE, **table_args)
-    recent = app.Table(RECENT_TABLE, **table_args)
+    subscribers = app.Table(SUBSCRIBERS_TABLE, **table_args)
     counts = app.topic(settings.counts_topic, partitions=n, **raw)
-    flood = app.Table(FLOOD_TABLE, **table_args)
     subjects = app.Table(SUBJECTS_TABLE, **table_args)
     progress = app.Table(PROGRESS_TABLE, **table_args)
     return Wiring(
@@ -134,9 +132,8 @@ def build_app(settings: Settings) -> Wiring:
         alerts,
         dlq,
         consent,
-        recent,
+        subscribers,
         counts,
-        flood,
         subjects,
         progress,
     )
