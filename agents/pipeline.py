@@ -247,6 +247,7 @@ class Pipeline:
         self._origin_ts: dict[int, int] = {}
         self._marker_sent: dict[int, tuple[int, int]] = {}
         self._out_lock = asyncio.Lock()
+        self._ctx: DecodeContext | None = None
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
@@ -328,13 +329,17 @@ class Pipeline:
         self.metrics.rebalances.inc()
 
     def context(self) -> DecodeContext:
-        s = self.settings
-        return DecodeContext(
-            tz=s.tz,
-            max_event_bytes=s.max_event_bytes,
-            max_text_chars=s.max_text_chars,
-            max_future_skew_seconds=s.max_future_skew_seconds,
-        )
+        """One decode context for the worker's life (it reads the clock once a second)."""
+        ctx = self._ctx
+        if ctx is None:
+            s = self.settings
+            ctx = self._ctx = DecodeContext(
+                tz=s.tz,
+                max_event_bytes=s.max_event_bytes,
+                max_text_chars=s.max_text_chars,
+                max_future_skew_seconds=s.max_future_skew_seconds,
+            )
+        return ctx
 
     # -- agents ---------------------------------------------------------------------------
 

@@ -1471,11 +1471,24 @@ def two_worker_phase(
     collector.start()
     try:
         log(f"(4) producing {len(records):,} records into two workers")
+        batches0 = [
+            (w.sample("smsmon_batch_events_count"), w.sample("smsmon_batch_events_sum"))
+            for w in workers
+        ]
         r = measure(workers, broker, env, records, len(expected), collector)
         corr = correctness(collector, expected)
+        batches = [
+            w.sample("smsmon_batch_events_count") - b[0]
+            for w, b in zip(workers, batches0, strict=True)
+        ]
+        mean_batch = [
+            (w.sample("smsmon_batch_events_sum") - b[1]) / max(1.0, n)
+            for w, b, n in zip(workers, batches0, batches, strict=True)
+        ]
         log(
             f"(4) two workers: {r.rate:,.0f} events/s, worker CPU {r.worker_cpu_s:.1f}s; alerts "
-            f"{'EQUAL' if corr['equal'] else 'DIFFERENT'} ({corr['live']} / {corr['expected']})"
+            f"{'EQUAL' if corr['equal'] else 'DIFFERENT'} ({corr['live']} / {corr['expected']}); "
+            f"mean batch {' / '.join(f'{m:.0f}' for m in mean_batch)} records"
         )
         res["two_workers"] = {
             "rate": r.rate,
@@ -1492,6 +1505,8 @@ def two_worker_phase(
             "consent_uncommitted": consent_uncommitted(broker.bootstrap, env),
             "late_events": sum(w.sample("smsmon_late_events_total") for w in workers),
             "rebalances": [w.sample("smsmon_rebalances_total") for w in workers],
+            "batches": batches,
+            "mean_batch": mean_batch,
             **times,
         }
     finally:

@@ -62,6 +62,7 @@ LIST_FIELDS = frozenset({"accounts", "categories", "ports"})
 INT_FIELDS = frozenset({"segments", "max_per_minute", "schema_version"})
 BOOL_FIELDS = frozenset({"shared"})
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)  # noqa: DTZ001 (local wall-time arithmetic)
 _US = dt.timedelta(microseconds=1)
 # `"ts": <string or integer>` as a key of the top-level object. A `"` inside a JSON string is
 # always escaped, so `{` or `,` followed by `"ts"` cannot match inside a string value.
@@ -273,7 +274,10 @@ def fast_ts_us(raw: bytes, hint: Any, tz: ZoneInfo) -> int | None:
     try:
         ts = dt.datetime.fromisoformat(value)
         if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=tz)
+            # = to_us(ts.replace(tzinfo=tz)) (local wall time, fold 0), without building
+            # the aware datetime: about 1 µs less per record
+            offset = tz.utcoffset(ts)
+            return int((ts - _NAIVE_EPOCH) // _US - (offset // _US if offset else 0))
         return to_us(ts)
     except (ValueError, OverflowError):
         return None
@@ -345,8 +349,9 @@ def replay(src: Source) -> Iterator[Entry]:
         yield heapq.heappop(heap)
 
 
-def merged(sources: Sequence[Source]) -> Iterator[tuple[Source, int, bytes]]:
-    """All valid records of all sources in (ts, kind, file index, line) order.
+def merged(sources: Sequence[Source]) -> Iterator[tuple[Source, int, bytes, int]]:
+    """All valid records of all sources in (ts, kind, file index, line) order, each with its
+    sort key (its `ts` in epoch microseconds, `test_sort_key_is_the_decoded_ts`).
 
     A file is opened only when its first record is due, so a directory of daily files is
     read one or two files at a time; records of the leading file stream without heap work.
@@ -367,22 +372,22 @@ def merged(sources: Sequence[Source]) -> Iterator[tuple[Source, int, bytes]]:
             p += 1
         if not heap:
             return
-        _, kind, idx, _, line, raw, src, it = heapq.heappop(heap)
-        yield src, line, raw
+        k, kind, idx, _, line, raw, src, it = heapq.heappop(heap)
+        yield src, line, raw, k
         bound: tuple[int, ...] | None = heap[0][:4] if heap else None
         if p < len(pending):
             first = pending[p].first or ()
             bound = first if bound is None or first < bound else bound
         if bound is None:
-            for _, _, line, raw in it:
-                yield src, line, raw
+            for k, _, line, raw in it:
+                yield src, line, raw, k
             continue
         b0, rest = bound[0], bound[1:]
         for k2, i2, line2, raw2 in it:
             if k2 > b0 or (k2 == b0 and (kind, idx, i2) >= rest):
                 heapq.heappush(heap, (k2, kind, idx, i2, line2, raw2, src, it))
                 break
-            yield src, line2, raw2
+            yield src, line2, raw2, k2
 
 
 # -- statistics for the summary and the report --------------------------------------------
@@ -982,7 +987,7 @@ class Audit:
             batch_w = -1
             done = 0
             state = runner.state
-            for src, line, raw in merged(sources):
+            for src, line, raw, ts_us in merged(sources):
                 done += 1
                 if done % PROGRESS_EVERY == 0:
                     progress.update(task, completed=done)
@@ -994,7 +999,7 @@ class Audit:
                         self.bad(src.name, line, exc.reason, exc.error)
                         src.malformed += 1
                         continue
-                    ts_us = to_us(ev.ts)
+                    # ts_us: the sort key, which is the decoded ts (pass 1 computed it)
                     if until_us is not None and ts_us >= until_us:
                         break  # records come in ts order: nothing later is wanted
                     w = ts_us // 1000 // flush_ms

@@ -453,6 +453,38 @@ def test_sort_key_is_the_decoded_ts(ts: Any) -> None:
     assert audit.fast_ts_us(escaped, None, s.tz) is None
 
 
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin", "America/New_York"])
+def test_naive_sort_keys_equal_the_aware_arithmetic_across_dst(zone: str) -> None:
+    """The sort key of a naive `ts` is computed without building the aware datetime; it
+    equals `to_us(ts.replace(tzinfo=tz))`, also in DST gaps and repeated hours, and the
+    decoder's local time is that same aware datetime."""
+    from zoneinfo import ZoneInfo
+
+    from smsmon.streams.models import _iso_ts
+
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    start = dt.datetime.fromisoformat("1985-01-01T00:00:00")
+    probes = [
+        start + dt.timedelta(seconds=rng.randrange(0, 50 * 365 * 86_400)) for _ in range(3000)
+    ]
+    # every hour around the transitions of 2026 (gaps and folds in Berlin and New York)
+    for day in (
+        dt.datetime.fromisoformat("2026-03-08T00:00:00"),
+        dt.datetime.fromisoformat("2026-03-29T00:00:00"),
+        dt.datetime.fromisoformat("2026-10-25T00:00:00"),
+        dt.datetime.fromisoformat("2026-11-01T00:00:00"),
+    ):
+        probes += [day + dt.timedelta(minutes=m, microseconds=7) for m in range(0, 24 * 60, 15)]
+    for naive in probes:
+        text = naive.isoformat()
+        aware = naive.replace(tzinfo=tz)
+        assert audit.fast_ts_us(json.dumps({"ts": text}).encode(), None, tz) == audit.to_us(aware)
+        decoded = _iso_ts(text, tz)
+        assert decoded == aware and decoded.fold == aware.fold == 0
+        assert decoded.utcoffset() == aware.utcoffset()
+
+
 def test_merge_orders_records_across_and_within_files(tmp_path: Path) -> None:
     rng = random.Random(5)
     sources = []
@@ -471,7 +503,7 @@ def test_merge_orders_records_across_and_within_files(tmp_path: Path) -> None:
         src.first = (keys[i_min], audit.EVENTS, f, i_min)
         sources.append(src)
         expected += [(k, f, i) for i, k in enumerate(keys)]
-    got = [json.loads(raw) for _, _, raw in audit.merged(sources)]
+    got = [json.loads(raw) for _, _, raw, _ in audit.merged(sources)]
     assert [(d["k"], d["f"], d["i"]) for d in got] == sorted(expected)
 
 

@@ -630,3 +630,29 @@ def test_dead_letter_of_a_small_record_is_not_marked_truncated() -> None:
         reason="json", error="x", topic="t", partition=0, offset=0, key=None, value=b"{", now=NOW
     )
     assert dl.truncated is None and dl.original_size is None
+
+
+def test_the_clock_is_read_at_most_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smsmon.streams import codec
+
+    clock = [100.0]
+    monkeypatch.setattr(codec.time, "monotonic", lambda: clock[0])
+    ctx = DecodeContext(tz=SHANGHAI)
+    first = ctx.validation_context()
+    clock[0] += 0.5
+    assert ctx.validation_context() is first  # same second: same context, same `now`
+    clock[0] += 0.6
+    later = ctx.validation_context()
+    assert later is not first and later["now"] >= first["now"]
+    fixed = DecodeContext(tz=SHANGHAI, now=NOW)
+    assert fixed.validation_context()["now"] == NOW
+
+
+def test_a_ts_beyond_the_skew_is_refused_with_the_remembered_clock() -> None:
+    ctx = DecodeContext(tz=SHANGHAI, max_future_skew_seconds=60)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    ev = {**MT, "ts": future.isoformat()}
+    for _ in range(2):  # the second decode reuses the context of the first
+        with pytest.raises(DecodeError) as err:
+            decode_event(json.dumps(ev).encode(), None, ctx)
+        assert err.value.reason == "schema:ts"
