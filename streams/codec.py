@@ -23,6 +23,7 @@ from .models import (
     MtEvent,
     PortRecord,
     SignatureRecord,
+    latest_ts,
 )
 
 Event = MtEvent | MoEvent | DlrEvent
@@ -75,11 +76,13 @@ class DecodeContext:
         t = time.monotonic()
         ctx: dict[str, Any] | None = memo[0]
         if ctx is None or t - memo[1] >= 1.0:
+            now = self.now or dt.datetime.now(dt.UTC)
             ctx = memo[0] = {
                 "tz": self.tz,
                 "max_text_chars": self.max_text_chars,
                 "max_future_skew": self.max_future_skew_seconds,
-                "now": self.now or dt.datetime.now(dt.UTC),
+                "now": now,
+                "latest": latest_ts(now, self.max_future_skew_seconds),
             }
             memo[1] = t
         return ctx

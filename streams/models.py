@@ -54,12 +54,31 @@ def parse_ts(value: object, info: ValidationInfo) -> dt.datetime:
     """Parse the contract's `ts`: ISO-8601 (offset or naive in the configured tz) or epoch ms."""
     ctx = info.context or {}
     return check_ts(
-        value, ctx.get("tz", _DEFAULT_TZ), ctx.get("now"), ctx.get("max_future_skew", 86_400.0)
+        value,
+        ctx.get("tz", _DEFAULT_TZ),
+        ctx.get("now"),
+        ctx.get("max_future_skew", 86_400.0),
+        ctx.get("latest"),
     )
 
 
-def check_ts(value: object, tz: ZoneInfo, now: dt.datetime | None, skew: float) -> dt.datetime:
-    """`parse_ts` with its context spelled out (the codec's fast path calls it directly)."""
+def latest_ts(now: dt.datetime, skew: float) -> dt.datetime:
+    """The latest acceptable `ts` at `now` with the allowed clock skew."""
+    try:
+        return now + _seconds(skew)
+    except OverflowError:
+        return dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def check_ts(
+    value: object,
+    tz: ZoneInfo,
+    now: dt.datetime | None,
+    skew: float,
+    latest: dt.datetime | None = None,
+) -> dt.datetime:
+    """`parse_ts` with its context spelled out. `latest` is `latest_ts(now, skew)` when the
+    caller computed it once for many records (the decode context does)."""
     if type(value) is str:  # the common case first (a str is neither bool nor int)
         ts = _iso_ts(value, tz)
         # A local time in 2001 or later is after 2000-01-01 UTC whatever its offset (< 24 h).
@@ -83,13 +102,10 @@ def check_ts(value: object, tz: ZoneInfo, now: dt.datetime | None, skew: float) 
         early = ts < _EARLIEST
     if early:
         raise ValueError("ts is before 2000-01-01")
-    if now is not None:
-        try:
-            latest = now + _seconds(skew)
-        except OverflowError:
-            latest = dt.datetime.max.replace(tzinfo=dt.UTC)
-        if ts > latest:
-            raise ValueError("ts is in the future beyond the allowed clock skew")
+    if latest is None and now is not None:
+        latest = latest_ts(now, skew)
+    if latest is not None and ts > latest:
+        raise ValueError("ts is in the future beyond the allowed clock skew")
     return ts
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import operator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from smsmon.streams.canonical import normalize_keyword
 from smsmon.streams.models import ConsentStatus
@@ -60,12 +61,13 @@ def merge_consent(current: ConsentState | None, incoming: ConsentState) -> str:
     return Merge.STALE
 
 
-@dataclass(frozen=True, slots=True)
-class RecentSender:
+class RecentSender(NamedTuple):
     """The enterprise of the latest mt (with known enterprise) from one port to one msisdn.
 
     Also remembers that mt's signature and when the port last sent marketing to the
     subscriber (0 if never), which complaint attribution uses. Times in epoch milliseconds.
+    A named tuple: one is built per mt, and a frozen dataclass's `__init__` cost 2 % of an
+    audit.
     """
 
     port: str
