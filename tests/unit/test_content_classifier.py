@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smsmon.agents.content import classifier as clf_mod
+from smsmon.agents.content.checks import ContentChecker, digit_shape
 from smsmon.agents.content.classifier import (
     URL_TOKEN,
     MarketingClassifier,
@@ -174,3 +177,46 @@ def test_bad_artefacts_rejected(tmp_path: Path) -> None:
     broken.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(ModelError, match="malformed"):
         MarketingClassifier.load(broken)
+
+
+def _corpus_texts() -> list[str]:
+    texts = []
+    for name in ("sms_corpus.jsonl", "heldout.jsonl"):
+        with (PACKAGE / "corpus" / name).open(encoding="utf-8") as fh:
+            texts += [json.loads(line)["text"] for line in fh if line.strip()]
+    return texts
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(
+            [*"0123456789１２３٣①½abcxyz.-/:@ \u3000\t\n【】验证码退订TDhttpswwcn", URL_TOKEN]
+        ),
+        max_size=80,
+    )
+)
+def test_the_digit_shape_has_the_same_masked_form(text: str) -> None:
+    """The checker caches verdicts by `digit_shape`: it must never change the masked form."""
+    assert mask_text(digit_shape(text)) == mask_text(text)
+
+
+def test_the_digit_shape_keeps_the_masked_form_of_the_corpus() -> None:
+    texts = _corpus_texts()
+    assert len(texts) > 1000
+    for text in texts:
+        assert mask_text(digit_shape(text)) == mask_text(text)
+        assert mask_text(digit_shape(text + " 尾号1234 t.cn/a9Z http://x.cn/7?a=9")) == mask_text(
+            text + " 尾号1234 t.cn/a9Z http://x.cn/7?a=9"
+        )
+
+
+def test_checker_verdicts_equal_the_classifier_by_text_and_by_shape(
+    clf: MarketingClassifier,
+) -> None:
+    from smsmon.agents.content.hours import AllowedHours
+
+    checker = ContentChecker(clf, AllowedHours(), cache_size=64)
+    texts = _corpus_texts()[:400]
+    variants = [t.replace("5", "7").replace("0", "3") for t in texts]
+    for text in texts + variants + texts:  # misses, shape hits, exact hits, evictions
+        assert checker.verdict(text) == clf.classify(text)
