@@ -87,7 +87,7 @@ def build_app(settings: Settings) -> Wiring:
         web_enabled=False,
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
-        table_standby_replicas=1,
+        table_standby_replicas=settings.standby_replicas,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         broker_commit_every=2000,
         broker_commit_interval=1.0,

@@ -115,3 +115,23 @@ def test_explicit_arguments_override_defaults() -> None:
     s = Settings(kafka_bootstrap="127.0.0.1:19092", timezone="Europe/Berlin")
     assert s.kafka_bootstrap == "127.0.0.1:19092"
     assert s.tz == ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize("replicas", [0, 2])
+def test_standby_replicas_reach_faust(
+    replicas: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsmon.streams.app import build_app
+
+    monkeypatch.delenv("TABLE_STANDBY_REPLICAS", raising=False)
+    monkeypatch.setenv("SMSMON_STANDBY_REPLICAS", str(replicas))
+    monkeypatch.setenv("SMSMON_DATA_DIR", str(tmp_path))
+    wiring = build_app(Settings())
+    assert wiring.app.conf.table_standby_replicas == replicas
+
+
+def test_standby_replicas_default_to_one_and_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().standby_replicas == 1
+    monkeypatch.setenv("SMSMON_STANDBY_REPLICAS", "-1")
+    with pytest.raises(ValidationError):
+        Settings()
