@@ -434,7 +434,8 @@ class Pipeline:
                     alerts.extend((a, t_in) for a in out.alerts)
                     source = f"{'r' if rekeyed else 'e'}{m.partition}"
                     if isinstance(ev, MtEvent) and out.verdict is not None:
-                        flood = subscribers.flood(ev.msisdn.encode())
+                        mkey = ev.msisdn.encode()
+                        flood = subscribers.flood(mkey)
                         found = self.stage1.on_mt(
                             source,
                             m.partition,
@@ -446,7 +447,7 @@ class Pipeline:
                             now,
                             drives=not rekeyed,
                         )
-                        subscribers.set_flood(ev.msisdn.encode(), flood, event)
+                        subscribers.set_flood(mkey, flood, event)
                         alerts.extend((a, t_in) for a in found)
                     else:
                         ts_ms = int(ev.ts.timestamp() * 1000)

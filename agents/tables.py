@@ -23,6 +23,8 @@ from rocksdict import WriteBatch
 from smsmon.streams.app import bind_event
 from smsmon.streams.output import BatchOutput
 
+_UNSET = object()
+
 
 class TableWriter:
     """Writes table values for the records of one agent's batches."""
@@ -90,8 +92,9 @@ class TableWriter:
         """(RocksDB store, changelog topic) when writes to `table` bypass Faust's path."""
         if not self.batched:
             return None
-        if table.name in self._direct:
-            return self._direct[table.name]
+        cached = self._direct.get(table.name, _UNSET)
+        if cached is not _UNSET:
+            return cached  # type: ignore[return-value]
         from faust.stores.rocksdb import Store as RocksStore
         from faust.types import TP
 
@@ -105,5 +108,5 @@ class TableWriter:
             store.set_persisted_offset(TP(topic, partition), offset)
 
         self.out.on_sent[topic] = persisted
-        cached = self._direct[table.name] = (store, topic)
-        return cached
+        self._direct[table.name] = (store, topic)
+        return store, topic
