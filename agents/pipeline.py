@@ -211,6 +211,16 @@ def _header(message: Any, name: str) -> bytes | None:
     return None
 
 
+class Delivery:
+    """A record delivered by the consumer loop's batch path: what `process_batch` reads of a
+    Faust `Event` (its message; weak-referenceable, for `bind_event`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
 class Pipeline:
     """Owns the engine, the reference book and the agents of one worker."""
 
@@ -314,6 +324,15 @@ class Pipeline:
         # restore, the timer did not get to run and the gauge stayed 0 for the whole restore.
         self.metrics.recovering.set_function(self._recovering)
         app.on_rebalance_complete.connect(self._on_rebalance)
+        from smsmon.streams import faust_patches
+
+        faust_patches.on_standby_applied = self.metrics.standby_direct_writes.inc
+        s = self.settings
+        faust_patches.set_batch_sink(
+            frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic}),
+            self.deliver,
+            s.batch_max,
+        )
         from smsmon import __version__
         from smsmon.streams.models import SCHEMA_VERSION
 
@@ -357,6 +376,36 @@ class Pipeline:
             except Exception:
                 fail_fast("check_events batch")
             yield None
+
+    async def deliver(self, messages: list[Any]) -> bool:
+        """The records of `check_events`' topics, a batch straight from the consumer loop.
+
+        With the consumer loop's fast paths on (`SMSMON_FAST_DRAIN`, streams/faust_patches.py)
+        the records skip Faust's conductor, `Event`s, the agent's stream buffer and its
+        per-event acks; the agent above then receives nothing. The guarantees are the same:
+        the records are tracked as unacknowledged (a rebalance waits for them), processed in
+        order, their output is submitted, and only then are they acknowledged, so their
+        offsets are committed after Faust's flush of that output."""
+        consumer: Any = self.w.app.consumer
+        if not self.loader.ready.is_set():
+            ready = asyncio.ensure_future(self.loader.ready.wait())
+            rebalance = asyncio.ensure_future(consumer.suspend_flow.wait())
+            await asyncio.wait({ready, rebalance}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            rebalance.cancel()
+            if not self.loader.ready.is_set() or consumer.suspend_flow.is_set():
+                return False
+        consumer._unacked_messages.update(messages)
+        try:
+            async with self._out_lock:
+                self.process_batch([Delivery(m) for m in messages])
+                await self.out.flush()
+        except Exception:
+            fail_fast("check_events batch")
+        ack = consumer.ack
+        for m in messages:
+            ack(m)
+        return True
 
     async def tick(self) -> None:
         """Every second: watermark markers that were due but had no batch to go with, and

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     # per partition, instead of one Faust send per key (docs/performance.md).
     batched_changelog: bool = True
     # Faust's per-record consumer loop awaits each delivery through four tasks; deliveries
-    # that cannot block are awaited directly (streams/faust_patches.py).
+    # that cannot block are awaited directly, and standby changelog records are written to
+    # RocksDB directly (streams/faust_patches.py). The loop's seek fix is on either way.
     fast_drain: bool = True
     # Standby copies of each table partition kept by other workers of the group: a worker
     # that takes over a partition from a stopped one has its state at once (docs/reliability.md,

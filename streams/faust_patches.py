@@ -1,4 +1,43 @@
-"""A fast path in Faust's per-message consumer loop (faust-streaming 0.15.3).
+"""smsmon's copy of Faust's per-message consumer loop (faust-streaming 0.15.3): a fix and two
+fast paths.
+
+**The seek race (a fix).** After a rebalance Faust resumes the stream partitions and then
+seeks them to their committed offsets (`Recovery.on_recovery_completed`:
+`resume_partitions`, then `perform_seek`, which also resets the loop's *read offsets* to the
+committed ones). A batch fetched in between is still being delivered when the seek ends, and
+Faust's loop then stores the read offset of each of its records. The records fetched again
+from the committed offset are below that read offset, so the loop drops them ("DROPPED
+MESSAGE ROFF", a debug line): they are never processed, never acknowledged, and since Faust
+commits only up to the first unacknowledged offset (`_new_offset`: a gap at the head of the
+acked offsets returns None), that partition's committed offset never moves again. Seen in
+the two-worker phase of `make bench` as a `sms.ref.consent` partition stuck thousands of
+records short, its consent pairs missing and thousands of wrong `consent.missing` alerts (2
+of 14 quick runs before the fixes; 3 more lost records as described under "The resume
+race"). The same race is in Faust's issue tracker in several shapes (faust-streaming#216,
+#318; robinhood/faust#542, #681).
+
+The fix: the seeks that reset read offsets (`perform_seek`, `seek`, `seek_wait`) count how
+often they start and end (`_counting_seeks`); if a seek started after a batch was fetched, a
+record of that batch at or past aiokafka's current fetch position for its partition
+(`fetch_position`) was fetched before the seek moved that position, will be fetched again,
+and is neither delivered nor marked as read. The check runs before and after the awaits
+around each delivery; without a seek it costs one dict lookup per record. It is always on
+for the patched versions, whatever `SMSMON_FAST_DRAIN` says.
+
+**The resume race (a fix).** Two generations later the same window loses records *and*
+commits them. During a table recovery Faust resumes its flow control (to read the
+changelogs), so in `on_recovery_completed` (and `_resume_streams`) the stream partitions,
+resumed before `perform_seek`, are fetched and delivered into the agents' queues while the
+seek runs; right after it, `flow_control.resume()` clears those queues. The records are gone,
+the seek's read-offset reset makes the next record look like it follows a gap in the
+partition, `_add_gap` marks the missing offsets as done, and the commit moves past them (on a
+group's first generation, with no committed offset, there is not even a gap to see). Seen in
+the same bench runs as consent partitions fully committed with hundreds of pairs missing.
+The fix is the order faust-streaming#217 gave `_resume_streams` upstream: seek the stream
+partitions while they are still paused, then resume them (`_on_recovery_completed`,
+`_resume_streams`: copies of Faust's methods with the two steps swapped).
+
+**Fast path 1: direct delivery.**
 
 Faust's `Consumer._drain_messages` hands every fetched record to the conductor with
 
@@ -6,53 +45,127 @@ Faust's `Consumer._drain_messages` hands every fetched record to the conductor w
 
 so that a delivery blocked on a full stream buffer, on suspended flow control or on a full
 producer buffer can be abandoned when a rebalance suspends the flow. `wait_first` wraps four
-awaitables in tasks (the callback, `suspend_flow`, and the service's `stopped` and
-`crashed` events) and runs `asyncio.wait` over them: per record. In a py-spy profile of the
-worker at full rate that was about 10 % of the event loop's time, more than all of stage 2.
+awaitables in tasks (the callback, `suspend_flow`, and the service's `stopped` and `crashed`
+events) and runs `asyncio.wait` over them: per record. In a py-spy profile of the worker at
+full rate that was about 10 % of the event loop's time, more than all of stage 2.
 
-The patched loop checks, synchronously and just before the call, every condition under
-which the delivery could block: flow control suspended, `suspend_flow` set, Faust's
-producer buffer over its limit (`wait_until_ebb` would flush), or a full queue of any
-channel of the record's topic-partition. If none holds, `on_message` runs to completion
-without suspending (the queue puts are `put_nowait`), so it is awaited directly; otherwise
-the record takes Faust's own `wait_first` path unchanged. Everything else (read offsets,
-gap tracking, `commit_every`, yielding every 100 records, errors) is Faust's code as it is.
+The patched loop checks, synchronously and just before the call, every condition under which
+the delivery could block: flow control suspended, `suspend_flow` set, Faust's producer
+buffer over its limit (`wait_until_ebb` would flush), or a full queue of any channel of the
+record's topic-partition. If none holds, `on_message` runs to completion without suspending
+(the queue puts are `put_nowait`), so it is awaited directly; otherwise the record takes
+Faust's own `wait_first` path unchanged. Everything else (read offsets, gap tracking,
+`commit_every`, yielding every 100 records, errors) is Faust's code, apart from the seek
+check above.
+
+**Fast path 2: standby changelogs.** It applies the changelog records of *standby* table
+partitions (the copies a worker keeps of another worker's partitions,
+`SMSMON_STANDBY_REPLICAS`). Faust sends each one through the conductor, an `Event`, the
+changelog queue and the recovery task, which buffers 1,000 and writes them to RocksDB: in a
+two-worker group that was about a fifth of each worker's CPU (docs/performance.md).
+`StandbyApplier` writes such a record to the partition's RocksDB at once (the same put or
+delete `Store.apply_changelog_batch` does), advances the recovery service's standby offset,
+and stores the persisted offset once per fetched batch. It takes a record only when Faust's
+path has nothing of that partition in flight (see `StandbyApplier.apply`), so each
+partition's changelog is applied in order; during a rebalance and the standby catch-up after
+it, Faust's path runs unchanged.
 
 Applied only to the Faust versions listed in `PATCHED_VERSIONS`, whose loop this copies;
-with any other version, or with `SMSMON_FAST_DRAIN=false`, Faust's loop runs unchanged.
+with any other version Faust's loop runs unchanged (with its race).
+`SMSMON_FAST_DRAIN=false` turns the two fast paths off: every record then takes Faust's
+`wait_first` delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 PATCHED_VERSIONS = ("0.15.3",)
 _ORIGINAL: dict[str, Any] = {}
+_UNSET = object()
+
+
+#: The fast paths of the loop (off with `SMSMON_FAST_DRAIN=false`); the seek check is always on.
+_FAST = {"on": True}
+
+
+def _counting_seeks(original: Any) -> Any:
+    """Wrap a Faust consumer seek so the drain loop can tell that one ran (see
+    `_drain_messages`): the count goes up when the seek starts and again when it ends."""
+
+    async def seek(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self._smsmon_seeks = self.__dict__.get("_smsmon_seeks", 0) + 1
+        try:
+            return await original(self, *args, **kwargs)
+        finally:
+            self._smsmon_seeks += 1
+
+    seek.__wrapped__ = original  # type: ignore[attr-defined]
+    return seek
 
 
 def apply_fast_drain(enabled: bool) -> bool:
-    """Install (or, with `enabled` false, remove) the fast path; True if it is installed."""
-    import faust
-    from faust.transport.consumer import Consumer
+    """Install smsmon's copy of the consumer loop; True if its fast paths are on.
 
-    if "drain" not in _ORIGINAL:
-        _ORIGINAL["drain"] = Consumer._drain_messages
-    if not enabled or faust.__version__ not in PATCHED_VERSIONS:
-        Consumer._drain_messages = _ORIGINAL["drain"]  # type: ignore[method-assign]
-        if enabled:
-            log.warning(
-                "faust-streaming %s: consumer fast path not applied (written for %s)",
-                faust.__version__,
-                ", ".join(PATCHED_VERSIONS),
-            )
+    For the Faust versions in `PATCHED_VERSIONS` the copy is always installed, because it
+    also closes a race in Faust's loop after a seek (see `_drain_messages`); `enabled`
+    (`SMSMON_FAST_DRAIN`) turns only the fast paths on or off. Any other version runs
+    Faust's own loop and seeks, unchanged."""
+    import faust
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+
+    targets = {
+        "drain": (Consumer, "_drain_messages"),
+        "perform_seek": (Consumer, "perform_seek"),
+        "seek": (Consumer, "seek"),
+        "seek_wait": (ThreadDelegateConsumer, "seek_wait"),
+        "recovery_completed": (Recovery, "on_recovery_completed"),
+        "resume_streams": (Recovery, "_resume_streams"),
+    }
+    for name, (cls, attr) in targets.items():
+        if name not in _ORIGINAL:
+            _ORIGINAL[name] = getattr(cls, attr)
+    if faust.__version__ not in PATCHED_VERSIONS:
+        for name, (cls, attr) in targets.items():
+            setattr(cls, attr, _ORIGINAL[name])
+        log.warning(
+            "faust-streaming %s: consumer loop not patched (written for %s)",
+            faust.__version__,
+            ", ".join(PATCHED_VERSIONS),
+        )
         return False
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
-    return True
+    for name, (cls, attr) in targets.items():
+        if name not in ("drain", "recovery_completed", "resume_streams"):
+            setattr(cls, attr, _counting_seeks(_ORIGINAL[name]))
+    Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
+    _FAST["on"] = enabled
+    return enabled
+
+
+def fetch_position(consumer: Any) -> Callable[[Any], int | None]:
+    """`position(tp)`: the aiokafka consumer's fetch position of `tp` (None if unknown).
+
+    Read from aiokafka's subscription state, which lives in the consumer thread; reading
+    one attribute from this thread is safe under the GIL."""
+
+    def position(tp: Any) -> int | None:
+        try:
+            sub = consumer._thread._consumer._subscription.subscription
+            state = sub.assignment.state_value(tp)
+        except AttributeError:
+            return None
+        return None if state is None else state._position
+
+    return position
 
 
 def blocker(consumer: Any) -> Callable[[Any], bool]:
@@ -80,9 +193,121 @@ def blocker(consumer: Any) -> Callable[[Any], bool]:
     return may_block
 
 
+#: Called with the number of standby changelog records applied per fetched batch (the
+#: worker's metrics set it).
+on_standby_applied: Callable[[int], None] | None = None
+
+#: Returns True once the records were processed and acknowledged, False if it gave them up
+#: (a rebalance came first): then they are fetched again after the rebalance's seek.
+BatchSink = Callable[[list[Any]], Awaitable[bool]]
+
+
+class _Sink:
+    topics: frozenset[str] = frozenset()
+    deliver: BatchSink | None = None
+    batch_max = 1000
+
+
+def set_batch_sink(topics: frozenset[str], deliver: BatchSink | None, batch_max: int) -> None:
+    """Records of `topics` go to `deliver` in batches (fast path 3) instead of through
+    Faust's conductor and the agent's stream; `deliver` None removes the sink."""
+    _Sink.topics = topics if deliver is not None else frozenset()
+    _Sink.deliver = deliver
+    _Sink.batch_max = batch_max
+
+
+class StandbyApplier:
+    """Applies standby changelog records straight to RocksDB, in each partition's order.
+
+    Faust's own path for a standby record is: the conductor puts an `Event` on the changelog
+    queue; the recovery task (`Recovery._slurp_changelogs`) takes it, sets
+    `standby_offsets[tp]` to its offset and appends it to the table's buffer, which is
+    written to RocksDB when it holds `standby_buffer_size` records, on revocation, or at the
+    end of a recovery. A record may therefore sit in the queue, between the queue and the
+    buffer, or in the buffer. `apply` takes a record only when none of its partition's
+    records is in the first two places: every record this loop handed to Faust's path has
+    been seen by the recovery task (`standby_offsets[tp]` reached it). The buffers are then
+    written first (`flush_buffers`, what a revocation does), so the direct write comes after
+    every earlier record of its partition. Records Faust's path would skip (offset not above
+    `standby_offsets[tp]`) are skipped the same way.
+
+    Only after the standbys have caught up once (`standbys_ready`, reset by every rebalance)
+    and only for RocksDB stores; anything else takes Faust's path."""
+
+    def __init__(self, app: Any) -> None:
+        self.tables = app.tables
+        self.recovery = app.tables.recovery
+        self._stores: dict[Any, Any] = {}
+        # per standby tp: the greatest offset handed to Faust's path
+        self._handed: dict[Any, int] = {}
+        # per standby tp: the greatest offset written here and not yet stored as persisted
+        self._persist: dict[Any, int] = {}
+        self.applied = 0
+
+    def _store(self, table: Any) -> Any:
+        store = self._stores.get(table.name, _UNSET)
+        if store is _UNSET:
+            from faust.stores.rocksdb import Store as RocksStore
+
+            data = table.data
+            store = self._stores[table.name] = data if isinstance(data, RocksStore) else None
+        return store
+
+    def apply(self, message: Any) -> bool:
+        """True if the record was a standby changelog record and is dealt with here."""
+        recovery = self.recovery
+        tp = message.tp
+        if tp not in recovery.standby_tps:
+            return False
+        offset = message.offset
+        seen = recovery.standby_offsets.get(tp)
+        handed = self._handed.get(tp)
+        table = recovery.tp_to_table.get(tp)
+        if (
+            not self.tables.standbys_ready
+            or table is None
+            or (handed is not None and (seen is None or seen < handed))
+            or (store := self._store(table)) is None
+        ):
+            self._handed[tp] = offset
+            return False
+        if seen is not None and offset <= seen:
+            return True  # Faust's path skips it too
+        if recovery.buffers.get(table):
+            recovery.flush_buffers()
+        recovery.standby_offsets[tp] = offset
+        db = store._db_for_partition(tp.partition)
+        value = message.value
+        if value is None:
+            db.delete(message.key)
+        else:
+            db.put(message.key, value)
+        self._persist[tp] = offset
+        self.applied += 1
+        return True
+
+    def flush(self) -> None:
+        """Store the persisted offsets of the records written since the last flush.
+
+        A persisted offset behind the data only makes a later recovery re-apply a few
+        records, which is idempotent; it is never ahead of the data."""
+        if self._persist:
+            standby_tps = self.recovery.standby_tps
+            for tp, offset in self._persist.items():
+                table = self.recovery.tp_to_table.get(tp)
+                if tp in standby_tps and table is not None:
+                    table.data.set_persisted_offset(tp, offset)
+            self._persist.clear()
+        if self.applied:
+            hook = on_standby_applied
+            if hook is not None:
+                hook(self.applied)
+            self.applied = 0
+
+
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
     # faust-streaming 0.15.3 faust/transport/consumer.py Consumer._drain_messages (BSD
-    # licence), with the fast path marked below.
+    # licence), with smsmon's changes marked below.
     callback = self.callback
     getmany = self.getmany
     consumer_should_stop = self._stopped.is_set
@@ -98,7 +323,43 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
     commit_every = self._commit_every
     acks_enabled_for = self.app.topics.acks_enabled_for
 
+    # smsmon: the fast paths, and the seek check
+    fast = _FAST["on"]
+    deliver = _Sink.deliver if fast else None
+    sink_topics = _Sink.topics if deliver is not None else frozenset()
+    batch_max = _Sink.batch_max
+    pending: list[Any] = []
+    now = time.monotonic
+    # what Faust's stream sensor records per event; its "stream idle" check reads it
+    monitor = getattr(self.app, "monitor", None)
+    inbound: dict[Any, float] | None = getattr(monitor, "stream_inbound_time", None)
+    if inbound is None:
+        inbound = {}
     may_block = blocker(self)
+    standby = StandbyApplier(self.app)
+    apply_standby = standby.apply
+    position = fetch_position(self)
+    state = self.__dict__
+
+    def seeks() -> int:
+        return state.get("_smsmon_seeks", 0)  # type: ignore[no-any-return]
+
+    def stale(tp: Any, offset: int, epoch: int) -> bool:
+        """A record fetched before a seek that has since started: aiokafka's position was
+        moved (to the committed offset), so it will be fetched again from there."""
+        if seeks() == epoch:
+            return False
+        at = position(tp)
+        return at is None or offset >= at
+
+    async def deliver_pending(epoch: int) -> None:
+        """Hand the batch to the sink, without the records a seek has made stale since."""
+        assert deliver is not None
+        batch = [m for m in pending if not stale(m.tp, m.offset, epoch)]
+        pending.clear()
+        if batch:
+            await deliver(batch)
+
     yield_every = 100
     num_since_yield = 0
     sleep = asyncio.sleep
@@ -112,13 +373,22 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
             # never releasing to the event loop
             await self.sleep(0)
             if not self.should_stop:
+                epoch = -1
+                skipped = 0
                 async for tp, message in ait:
+                    if epoch < 0:  # smsmon: the records were fetched just now
+                        epoch = seeks()
                     num_since_yield += 1
                     if num_since_yield > yield_every:
                         await sleep(0)
                         num_since_yield = 0
 
                     offset = message.offset
+                    # smsmon: a record that a seek made stale is neither delivered nor marked
+                    # as read, nor does it open a gap (checked here and after every await)
+                    if stale(tp, offset, epoch):
+                        skipped += 1
+                        continue
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
                         gap = offset - (r_offset or 0)
@@ -130,11 +400,27 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        # smsmon: the fast path
-                        if may_block(message):
+                        if stale(tp, offset, epoch):
+                            skipped += 1
+                            continue
+                        if message.topic in sink_topics:
+                            # fast path 3: collected here, delivered per batch; marked as read
+                            # now (a seek resets the read offsets it concerns)
+                            message.time_in = inbound[tp] = now()
+                            pending.append(message)
+                            set_read_offset(tp, offset)
+                            if len(pending) >= batch_max:
+                                await deliver_pending(epoch)
+                            continue
+                        if fast and apply_standby(message):
+                            pass
+                        elif not fast or may_block(message):
                             await self.wait_first(callback(message), self.suspend_flow.wait())
                         else:
                             await callback(message)
+                        if stale(tp, offset, epoch):
+                            skipped += 1
+                            continue
                         set_read_offset(tp, offset)
                     else:
                         self.log.dev(
@@ -143,6 +429,13 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             message.key,
                             message.value,
                         )
+                if pending:
+                    await deliver_pending(epoch)
+                standby.flush()
+                if skipped:
+                    log.info(
+                        "%d records fetched before a seek are left to be fetched again", skipped
+                    )
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:
@@ -162,3 +455,84 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         raise
     finally:
         unset_flag(flag_consumer_fetching)
+
+
+# -- the resume race: seek the stream partitions before resuming them ----------------------
+
+
+async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:  # pragma: no cover
+    # faust-streaming 0.15.3 faust/tables/recovery.py Recovery.on_recovery_completed (BSD
+    # licence). smsmon: the stream partitions are sought to their committed offsets *before*
+    # they are resumed, not after (see "The resume race" in this module's docstring).
+    from typing import cast
+
+    consumer = self.app.consumer
+    self.log.info("Restore complete!")
+    await self.app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    # This needs to happen if all goes well
+    callback_coros = [
+        asyncio.ensure_future(
+            table.on_recovery_completed(
+                self.actives_for_table[table],
+                self.standbys_for_table[table],
+            )
+        )
+        for table in self.tables.values()
+    ]
+    if callback_coros:
+        await asyncio.wait(callback_coros)
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning(
+            f"Recovery rebalancing again app id "
+            f"{self.app.consumer_generation_id} param {generation_id}"
+        )
+        return
+    if assignment:
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+    consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    self.completed.set()
+    self.log.dev("Resume stream partitions")
+    self.app.flow_control.resume()
+    consumer.resume_flow()
+    # finally make sure the fetcher is running.
+    await cast(Any, self.app)._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    if not self.app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    self.app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self: Any, generation_id: int = 0) -> None:  # pragma: no cover
+    # faust-streaming 0.15.3 faust/tables/recovery.py Recovery._resume_streams (BSD licence).
+    # smsmon: seek before resuming, as in `_on_recovery_completed`.
+    from typing import cast
+
+    app = self.app
+    consumer = app.consumer
+    await app.on_rebalance_complete.send()
+    assignment = consumer.assignment()
+    if self.app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    if assignment:
+        self.log.info("Seek stream partitions to committed offsets.")
+        await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+        self.log.dev("Resume stream partitions")
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+    else:
+        self.log.info("Resuming streams with empty assignment")
+    self.completed.set()
+    # Resume partitions and start fetching.
+    self.log.info("Resuming flow...")
+    app.flow_control.resume()
+    consumer.resume_flow()
+    # finally make sure the fetcher is running.
+    await cast(Any, app)._fetcher.maybe_start()
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    app.on_rebalance_end()
+    self.log.info("Worker ready")

@@ -97,6 +97,12 @@ class Metrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.standby_direct_writes = Counter(
+            "smsmon_standby_direct_writes_total",
+            "Changelog records of standby table partitions written to RocksDB by smsmon's "
+            "direct path (streams/faust_patches.py); the rest take Faust's recovery path.",
+            registry=registry,
+        )
         self.rebalances = Counter(
             "smsmon_rebalances_total",
             "Consumer-group rebalances this worker took part in.",
