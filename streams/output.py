@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka.partitioner.default import murmur2
+from smsmon.streams.canonical import murmur2
 
 Ack = Callable[[], None]
 

@@ -17,9 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka.partitioner.default import murmur2
-
-from smsmon.streams.canonical import MsisdnHasher, mask_msisdn
+from smsmon.streams.canonical import MsisdnHasher, mask_msisdn, murmur2
 from smsmon.streams.models import Alert, Complaint, MtEvent, Severity
 
 from . import catalog as R

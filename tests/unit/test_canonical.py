@@ -245,3 +245,13 @@ def test_partition_for_is_in_range_and_deterministic(msisdn: str, n: int) -> Non
     p = partition_for(msisdn, n)
     assert 0 <= p < n
     assert partition_for(msisdn, n) == p
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_equals_kafka_python_s(data: bytes) -> None:
+    """smsmon's faster murmur2 gives kafka-python's result for any bytes (every tail length)."""
+    from kafka.partitioner.default import murmur2 as reference
+
+    from smsmon.streams.canonical import murmur2
+
+    assert murmur2(data) == reference(data)
