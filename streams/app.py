@@ -11,7 +11,7 @@ import faust
 from faust.streams import _current_event
 
 from smsmon.config.settings import Settings
-from smsmon.streams.faust_patches import apply_fast_drain
+from smsmon.streams.faust_patches import apply_fast_drain, set_fetch_max_wait
 
 # Agent and table names are part of Kafka topic names (changelogs, internal topics):
 # they are contract, never rename them casually.
@@ -75,6 +75,7 @@ def build_app(settings: Settings) -> Wiring:
 
     ProducerBuffer.max_messages = max(ProducerBuffer.max_messages, settings.batch_max * 4)
     apply_fast_drain(settings.fast_drain)
+    set_fetch_max_wait(settings.fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],

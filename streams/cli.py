@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -20,6 +21,17 @@ def _producer(settings: Settings) -> Any:
     from .admin import kafka_client_config
 
     return KafkaProducer(linger_ms=20, acks="all", **kafka_client_config(settings))
+
+
+def tune_gc(threshold0: int) -> None:
+    """Collect the young generation every `threshold0` allocations instead of 700.
+
+    A batch's short-lived objects (decoded events, verdicts, output records) then die before
+    the first collection instead of being promoted; promoted ones had set off a full
+    collection every few batches, about 0.1 s each with nothing to collect. The older
+    generations keep Python's thresholds, so cyclic garbage is still collected."""
+    _, threshold1, threshold2 = gc.get_threshold()
+    gc.set_threshold(threshold0, threshold1, threshold2)
 
 
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
@@ -44,6 +56,7 @@ def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     logging.getLogger("smsmon").info(
         "metrics at http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port
     )
+    tune_gc(settings.gc_threshold0)
     worker = Worker(wiring.app, loglevel=settings.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

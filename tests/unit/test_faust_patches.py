@@ -515,3 +515,17 @@ def test_stream_partitions_are_sought_before_they_are_resumed(method: str) -> No
         "flow_control.resume",
         "resume_flow",
     ]
+
+
+def test_the_worker_consumer_gets_the_configured_fetch_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    made = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, t: made)
+    monkeypatch.delitem(faust_patches._ORIGINAL, "create_worker_consumer", raising=False)
+    faust_patches.set_fetch_max_wait(100)
+    assert AIOKafkaConsumerThread._create_worker_consumer(object(), object()) is made
+    assert made._fetch_max_wait_ms == 100
+    monkeypatch.delitem(faust_patches._ORIGINAL, "create_worker_consumer")

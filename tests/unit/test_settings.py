@@ -135,3 +135,25 @@ def test_standby_replicas_default_to_one_and_are_bounded(monkeypatch: pytest.Mon
     monkeypatch.setenv("SMSMON_STANDBY_REPLICAS", "-1")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_tune_gc_sets_the_young_generation_threshold_only() -> None:
+    import gc
+
+    from smsmon.streams.cli import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(100_000)
+        assert gc.get_threshold() == (100_000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_gc_and_fetch_settings_have_the_measured_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSMON_MSISDN_SECRET", "s")
+    s = Settings()
+    assert (s.gc_threshold0, s.fetch_max_wait_ms) == (100_000, 100)
+    monkeypatch.setenv("SMSMON_GC_THRESHOLD0", "500")
+    with pytest.raises(ValueError):
+        Settings()
