@@ -202,6 +202,10 @@ class Worker:
         self.log_path = root / f"worker-{name}.log"
         full = {k: v for k, v in os.environ.items() if not k.startswith("SMSMON_")}
         full.update(env)
+        # The worker runs this checkout's code (its `smsmon` package), not whatever the
+        # venv's editable install points at: a bench run from a `git worktree` measures
+        # that worktree's worker.
+        full["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), full.get("PYTHONPATH")) if p)
         full["SMSMON_METRICS_PORT"] = str(self.metrics_port)
         full["SMSMON_DATA_DIR"] = str(root / f"data-{name}")
         self.started_at = time.monotonic()
