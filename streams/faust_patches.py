@@ -110,6 +110,21 @@ def _counting_seeks(original: Any) -> Any:
     return seek
 
 
+def patch_targets() -> dict[str, tuple[Any, str]]:
+    """name -> (Faust class, attribute) of everything `apply_fast_drain` replaces."""
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+
+    return {
+        "drain": (Consumer, "_drain_messages"),
+        "perform_seek": (Consumer, "perform_seek"),
+        "seek": (Consumer, "seek"),
+        "seek_wait": (ThreadDelegateConsumer, "seek_wait"),
+        "recovery_completed": (Recovery, "on_recovery_completed"),
+        "resume_streams": (Recovery, "_resume_streams"),
+    }
+
+
 def apply_fast_drain(enabled: bool) -> bool:
     """Install smsmon's copy of the consumer loop; True if its fast paths are on.
 
@@ -119,16 +134,9 @@ def apply_fast_drain(enabled: bool) -> bool:
     Faust's own loop and seeks, unchanged."""
     import faust
     from faust.tables.recovery import Recovery
-    from faust.transport.consumer import Consumer, ThreadDelegateConsumer
+    from faust.transport.consumer import Consumer
 
-    targets = {
-        "drain": (Consumer, "_drain_messages"),
-        "perform_seek": (Consumer, "perform_seek"),
-        "seek": (Consumer, "seek"),
-        "seek_wait": (ThreadDelegateConsumer, "seek_wait"),
-        "recovery_completed": (Recovery, "on_recovery_completed"),
-        "resume_streams": (Recovery, "_resume_streams"),
-    }
+    targets = patch_targets()
     for name, (cls, attr) in targets.items():
         if name not in _ORIGINAL:
             _ORIGINAL[name] = getattr(cls, attr)

@@ -62,17 +62,7 @@ def test_anything_that_could_block_takes_faust_s_path(why: dict[str, Any]) -> No
 
 
 def _restore_originals() -> None:
-    from faust.tables.recovery import Recovery
-    from faust.transport.consumer import ThreadDelegateConsumer
-
-    for name, (cls, attr) in {
-        "drain": (Consumer, "_drain_messages"),
-        "perform_seek": (Consumer, "perform_seek"),
-        "seek": (Consumer, "seek"),
-        "seek_wait": (ThreadDelegateConsumer, "seek_wait"),
-        "recovery_completed": (Recovery, "on_recovery_completed"),
-        "resume_streams": (Recovery, "_resume_streams"),
-    }.items():
+    for name, (cls, attr) in faust_patches.patch_targets().items():
         if name in faust_patches._ORIGINAL:
             setattr(cls, attr, faust_patches._ORIGINAL[name])
 
