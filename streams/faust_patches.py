@@ -387,7 +387,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
     async def deliver_pending(epoch: int) -> None:
         """Hand the batch to the sink, without the records a seek has made stale since."""
         assert deliver is not None
-        batch = [m for m in pending if not stale(m.tp, m.offset, epoch)]
+        if seeks() == epoch:  # no seek since the fetch: nothing can be stale
+            batch = pending.copy()
+        else:
+            batch = [m for m in pending if not stale(m.tp, m.offset, epoch)]
         pending.clear()
         if batch:
             await deliver(batch)

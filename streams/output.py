@@ -72,7 +72,7 @@ class BatchOutput:
             n = await self._count(producer, topic)
             for rec in records:
                 key = rec[0]
-                p = (int(murmur2(key)) & 0x7FFFFFFF) % n if key is not None else 0
+                p = (murmur2(key) & 0x7FFFFFFF) % n if key is not None else 0
                 by_tp.setdefault((topic, p), []).append(rec)
         self._pending.clear()
         now = int(time.time() * 1000)  # aiokafka batch timestamps are epoch ms

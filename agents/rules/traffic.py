@@ -77,7 +77,7 @@ def subject_partition(dim: str, subject: str, partitions: int) -> int:
     if dim in SUBLET_COUNTS:
         dim = DIM_PORT  # a port's sublet counts live with the port's state
     key = f"{dim.removeprefix(COMPLAINT_PREFIX)}|{subject}".encode()
-    return (int(murmur2(key)) & 0x7FFFFFFF) % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 # -- recipient.flood ----------------------------------------------------------------------
