@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import struct
 import unicodedata
+from typing import Any
 
 _MSISDN_NOISE = re.compile(r"[\s\-]")
 _MSISDN = re.compile(r"1\d{10}")
@@ -177,3 +179,14 @@ class MsisdnHasher:
 def digits_in(text: str) -> list[str]:
     """All runs of digits in `text` (used by privacy scans in tests and tools)."""
     return _DIGITS.findall(text)
+
+
+# json.dumps with any argument builds a JSONEncoder per call; one shared encoder, and no
+# check for circular references (the values encoded are plain trees built by our code).
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
+def compact_json(obj: Any) -> bytes:
+    """`json.dumps(obj, separators=(",", ":"), ensure_ascii=False)` as UTF-8: the encoding of
+    table values and stage-1 partials."""
+    return _COMPACT.encode(obj).encode()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from smsmon.streams.canonical import compact_json
 from smsmon.streams.models import Alert
 
 from .traffic import (
@@ -54,7 +55,7 @@ class SubjectState:
     quota: int | None = None
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return compact_json(
             {
                 "v": self.volume,
                 "s": self.sublet,
@@ -64,10 +65,8 @@ class SubjectState:
                 "ph": self.prev_hour,
                 "ent": self.enterprise,
                 "q": self.quota,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> SubjectState:

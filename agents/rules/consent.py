@@ -7,7 +7,7 @@ import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from smsmon.streams.canonical import normalize_keyword
+from smsmon.streams.canonical import compact_json, normalize_keyword
 from smsmon.streams.models import ConsentStatus
 
 UNSUBSCRIBE_KEYWORDS = frozenset(
@@ -127,11 +127,9 @@ class RecentSenders:
         return [(e.port, e.signature, e.marketing_ms) for e in self.entries if e.marketing_ms]
 
     def encode(self) -> bytes:
-        return json.dumps(
-            [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        return compact_json(
+            [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries]
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> RecentSenders:

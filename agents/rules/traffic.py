@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsmon.streams.canonical import MsisdnHasher, mask_msisdn, murmur2
+from smsmon.streams.canonical import MsisdnHasher, compact_json, mask_msisdn, murmur2
 from smsmon.streams.models import Alert, Complaint, MtEvent, Severity
 
 from . import catalog as R
@@ -101,14 +101,12 @@ class FloodState:
     applied: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return compact_json(
             [
                 {str(w): [f.total, f.by_enterprise, f.fired] for w, f in self.windows.items()},
                 self.applied,
-            ],
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+            ]
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> FloodState:
@@ -208,7 +206,7 @@ class Partial:
     caught_up: bool = True  # the logical partition had nothing pending when this was sent
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return compact_json(
             {
                 "s": self.source,
                 "p": self.logical,
@@ -219,10 +217,8 @@ class Partial:
                 "v": [[d, s, w, sorted(vals)] for (d, s, w), vals in self.sets.items()],
                 "m": [[d, s, e] for (d, s), e in self.meta.items()],
                 "u": self.caught_up,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Partial:

@@ -34,6 +34,7 @@ from smsmon.streams.canonical import (
     MsisdnHasher,
     canonical_msisdn,
     canonical_signature,
+    compact_json,
     extract_signature,
 )
 from smsmon.streams.models import Alert, Category, MtEvent, Severity, check_ts
@@ -588,3 +589,18 @@ def test_check_mt_with_remembered_joins_is_unchanged(steps: list[Any]) -> None:
                     want.enterprise,
                 )
                 assert got.findings == want.findings
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=30,
+)
+
+
+@given(_JSON)
+def test_compact_json_is_json_dumps_with_the_same_arguments(value: Any) -> None:
+    """The shared encoder (no per-call JSONEncoder, no circular check) writes the same bytes
+    as the json.dumps calls it replaced in table values and partials."""
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    assert compact_json(value) == expected
