@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     metrics_addr: str = "127.0.0.1"
 
     # Processing
-    batch_max: int = Field(default=2000, ge=1)
+    batch_max: int = Field(default=5000, ge=1)
     batch_within_seconds: float = Field(default=0.05, gt=0)
     dedup_capacity: int = Field(default=200_000, ge=0)
     # Each events partition tells every re-keying partition how far it got in event time
