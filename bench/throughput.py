@@ -187,6 +187,21 @@ def app_env(bootstrap: str, prefix: str, partitions: int) -> dict[str, str]:
     }
 
 
+def worker_env_option(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """`--worker-env SMSMON_X=VALUE` items as a dict; the settings that isolate the bench's
+    app (its id, topics, broker) cannot be overridden."""
+    fixed = set(app_env("", "", 1)) | {"SMSMON_METRICS_PORT", "SMSMON_DATA_DIR"}
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("SMSMON_"):
+            ap.error(f"--worker-env {item!r}: expected SMSMON_<SETTING>=<value>")
+        if key in fixed:
+            ap.error(f"--worker-env {key}: set by the bench itself")
+        out[key] = value
+    return out
+
+
 def settings_of(env: dict[str, str]) -> Any:
     from smsmon.config.settings import Settings
 
@@ -1196,6 +1211,7 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
             "seed": args.seed,
             "profiled": bool(args.profile),
             "no_complaints": args.no_complaints,
+            "worker_env": args.worker_env,
         },
     }
     # -- data (before anything runs on the broker)
@@ -1252,6 +1268,7 @@ def setup_app(
     from smsmon.streams.admin import ensure_topics
 
     env = app_env(broker.bootstrap, prefix, args.partitions)
+    env.update(args.worker_env)
     settings = settings_of(env)
     ensure_topics(settings)  # also creates the tables' changelogs (PartitionsMismatch otherwise)
     load_reference(broker.bootstrap, env, sim)
@@ -1545,7 +1562,15 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostic: leave the 12321 complaints out of the input (and the expected set)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    ap.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="SMSMON_X=VALUE",
+        help="a worker setting for this run (repeatable); the caller's SMSMON_* are not passed",
+    )
     args = ap.parse_args(argv)
+    args.worker_env = worker_env_option(ap, args.worker_env)
     args.events = args.events or (30_000 if args.quick else 300_000)
     args.consent_pairs = args.consent_pairs or (100_000 if args.quick else 1_000_000)
     args.latency_seconds = args.latency_seconds or (20.0 if args.quick else 60.0)
