@@ -14,7 +14,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import functools
 import logging
 import os
 import sys
@@ -185,22 +184,6 @@ def fail_fast(what: str) -> None:
     )
     logging.shutdown()
     os._exit(70)
-
-
-def _ack_when_submitted(ack: Any, messages: list[Any], submitted: asyncio.Future[None]) -> None:
-    """Acknowledge a batch's records once its output is handed to the producer: from then on
-    Faust's commit (which flushes that producer first) cannot commit them without it."""
-    if submitted.cancelled():  # the worker is stopping: left unacked, processed again
-        return
-    exc = submitted.exception()
-    if exc is not None:
-        try:
-            raise exc
-        except BaseException:
-            fail_fast("check_events output")
-        return
-    for m in messages:
-        ack(m)
 
 
 def send_failed(exc: BaseException, topic: str) -> None:
@@ -416,14 +399,12 @@ class Pipeline:
         try:
             async with self._out_lock:
                 self.process_batch([Delivery(m) for m in messages])
-                # The previous batch's output was being submitted while this one was
-                # processed (the producer waits for the broker's answer to its request in
-                # flight); wait for it, then start this batch's and go on to the next.
-                await self.out.submitted()
-                submitted = self.out.submit()
+                await self.out.flush()
         except Exception:
             fail_fast("check_events batch")
-        submitted.add_done_callback(functools.partial(_ack_when_submitted, consumer.ack, messages))
+        ack = consumer.ack
+        for m in messages:
+            ack(m)
         return True
 
     async def tick(self) -> None:

@@ -10,7 +10,6 @@ offsets) still guarantees they are delivered before the input offsets are commit
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,9 +35,6 @@ class BatchOutput:
         self.on_sent: dict[str, Callable[[int, int], None]] = {}
         self._pending: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
         self._partitions: dict[str, int] = {}
-        # the latest submission; each one starts sending only when the one before it is done,
-        # so records keep their order per partition across submissions
-        self._inflight: asyncio.Future[None] | None = None
         self.sent = 0
 
     def add(
@@ -64,42 +60,12 @@ class BatchOutput:
         return n
 
     async def flush(self) -> None:
-        """Submit everything queued (and wait for earlier submissions); delivery is awaited by
-        Faust's flush before commit."""
-        await self.submit()
-
-    def submit(self) -> asyncio.Future[None]:
-        """Start submitting everything queued, after the previous submission, and return at
-        once: the returned future is done when these records are handed to the producer (so a
-        Faust commit from then on waits for their delivery). It fails with the producer's
-        error. Awaiting `submitted()` first bounds the submissions in flight to one."""
-        prev = self._inflight
+        """Submit everything queued; delivery is awaited by Faust's flush before commit."""
         if not self._pending:
-            if prev is not None:
-                return prev
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        pending, self._pending = self._pending, {}
-        task = asyncio.ensure_future(self._submit(prev, pending))
-        self._inflight = task
-        return task
-
-    async def submitted(self) -> None:
-        """Wait until every earlier submission is handed to the producer."""
-        if self._inflight is not None:
-            await self._inflight
-
-    async def _submit(
-        self,
-        prev: asyncio.Future[None] | None,
-        pending: dict[tuple[str, int | None], list[tuple[Any, ...]]],
-    ) -> None:
-        if prev is not None:
-            await prev
+            return
         producer = self.app.producer._ensure_producer()
         by_tp: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-        for (topic, partition), records in pending.items():
+        for (topic, partition), records in self._pending.items():
             if partition is not None:
                 by_tp.setdefault((topic, partition), []).extend(records)
                 continue
@@ -108,6 +74,7 @@ class BatchOutput:
                 key = rec[0]
                 p = (murmur2(key) & 0x7FFFFFFF) % n if key is not None else 0
                 by_tp.setdefault((topic, p), []).append(rec)
+        self._pending.clear()
         now = int(time.time() * 1000)  # aiokafka batch timestamps are epoch ms
         for (topic, partition), records in by_tp.items():
             batch = producer.create_batch()

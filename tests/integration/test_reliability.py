@@ -336,6 +336,12 @@ def kill_when(workers: list[Worker], victim: Worker, at_least: float, total: int
 # -- 1. SIGKILL and restart --------------------------------------------------------------------
 
 
+_DIAG = re.compile(
+    r"smsmon_(events|duplicate_events|invalid_events|processing_errors|consent_updates|rekeyed"
+    r"|alerts_suppressed|reference_entries)"
+)
+
+
 def test_sigkill_mid_stream_then_restart_loses_and_invents_no_alert(kenv: Env) -> None:
     """A worker killed with SIGKILL mid-stream and restarted on the same data dir: the
     per-message alert set equals the expected one (repeats allowed, none missing or invented).
@@ -357,7 +363,14 @@ def test_sigkill_mid_stream_then_restart_loses_and_invents_no_alert(kenv: Env) -
     restarted = kenv.start_worker("w1")  # same data dir
     wait_ready(restarted)
     wait_settled(kenv, [restarted])
-    seen = assert_alert_set(kenv, scenario.expected)
+    try:
+        seen = assert_alert_set(kenv, scenario.expected)
+    except AssertionError:
+        # Seen once in CI (round 5, docs/reliability.md): keep what tells loss from skipping.
+        text = restarted.metrics_text()
+        print("\n".join(line for line in text.splitlines() if _DIAG.match(line)))
+        print(topic_layout(kenv))
+        raise
     print(f"alerts: {sum(seen.values())} published for {len(seen)} distinct (at least once)")
     assert restarted.proc.poll() is None
 
