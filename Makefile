@@ -42,7 +42,7 @@ test-unit: install ## Unit tests only (no broker)
 	$(BIN)/pytest -m "not integration" -q
 
 demo: install broker ## Local broker + worker + sample traffic, live terminal view; Ctrl-C stops all
-	$(BIN)/python -m smsmon.streams.demo
+	$(BIN)/python -m smsmon.tools.demo
 
 bench: install broker ## Throughput benchmark on a local broker (docs/performance.md); BENCH_ARGS="--quick"
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)

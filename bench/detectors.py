@@ -20,14 +20,14 @@ import time
 from collections import Counter
 from typing import Any
 
-from smsmon.agents.rules.engine import EngineConfig
-from smsmon.agents.rules.offline import OfflineRunner
-from smsmon.agents.rules.reference import ReferenceBook
-from smsmon.agents.rules.traffic import TrafficConfig
-from smsmon.streams.canonical import MsisdnHasher, canonical_signature
-from smsmon.streams.codec import DecodeContext, decode_event, decode_model, signature_key
-from smsmon.streams.models import Complaint, ConsentRecord, PortRecord, SignatureRecord
-from smsmon.streams.simulator import SimConfig, generate
+from smsmon.contract.canonical import MsisdnHasher, canonical_signature
+from smsmon.contract.codec import DecodeContext, decode_event, decode_model, signature_key
+from smsmon.contract.models import Complaint, ConsentRecord, PortRecord, SignatureRecord
+from smsmon.rules.engine import EngineConfig
+from smsmon.rules.offline import OfflineRunner
+from smsmon.rules.reference import ReferenceBook
+from smsmon.rules.traffic import TrafficConfig
+from smsmon.tools.simulator import SimConfig, generate
 
 SECRET = b"bench-secret"
 AGGREGATE = {"volume.spike", "recipient.flood", "port.sublet", "complaint.rate"}

@@ -378,7 +378,7 @@ def restore_progress(path: Path) -> dict[str, Any]:
 
 
 def new_app(broker: Broker, args: argparse.Namespace, label: str) -> tuple[dict[str, str], Any]:
-    from smsmon.streams.admin import ensure_topics
+    from smsmon.admin import ensure_topics
 
     prefix = f"r{label}{uuid.uuid4().hex[:6]}"
     env = app_env(broker.bootstrap, prefix, args.partitions)

@@ -227,7 +227,7 @@ class Worker:
         with self.log_path.open("wb") as out:
             self.proc = procs.add(
                 subprocess.Popen(
-                    [sys.executable, "-m", "smsmon.streams.cli", "worker"],
+                    [sys.executable, "-m", "smsmon.cli", "worker"],
                     env=full,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -339,7 +339,7 @@ def span_start(now: dt.datetime) -> dt.datetime:
 def simulation(
     seed: int, start: dt.datetime, duration: float, rate: float, subscribers: int
 ) -> Any:
-    from smsmon.streams.simulator import SimConfig, generate
+    from smsmon.tools.simulator import SimConfig, generate
 
     return generate(
         SimConfig(
@@ -385,14 +385,14 @@ def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[A
     traffic integration test uses this too); synthetic consent pairs are left out: no event
     names them."""
     from smsmon.agents.pipeline import content_checker
-    from smsmon.agents.rules.engine import EngineConfig
-    from smsmon.agents.rules.offline import OfflineRunner
-    from smsmon.agents.rules.reference import ReferenceBook
-    from smsmon.agents.rules.traffic import TrafficConfig
     from smsmon.config.settings import Settings
-    from smsmon.streams.canonical import MsisdnHasher
-    from smsmon.streams.codec import DecodeContext, decode_event, decode_model, signature_key
-    from smsmon.streams.models import Complaint, ConsentRecord, PortRecord, SignatureRecord
+    from smsmon.contract.canonical import MsisdnHasher
+    from smsmon.contract.codec import DecodeContext, decode_event, decode_model, signature_key
+    from smsmon.contract.models import Complaint, ConsentRecord, PortRecord, SignatureRecord
+    from smsmon.rules.engine import EngineConfig
+    from smsmon.rules.offline import OfflineRunner
+    from smsmon.rules.reference import ReferenceBook
+    from smsmon.rules.traffic import TrafficConfig
 
     ctx = DecodeContext(tz=sim.tz)
     book = ReferenceBook()
@@ -420,7 +420,7 @@ def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[A
 
 
 def partition_for(msisdn: str, partitions: int) -> int:
-    from smsmon.streams.canonical import partition_for as pf
+    from smsmon.contract.canonical import partition_for as pf
 
     return int(pf(msisdn, partitions))
 
@@ -1265,7 +1265,7 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
 def setup_app(
     broker: Broker, prefix: str, args: argparse.Namespace, sim: Any
 ) -> tuple[dict[str, str], float]:
-    from smsmon.streams.admin import ensure_topics
+    from smsmon.admin import ensure_topics
 
     env = app_env(broker.bootstrap, prefix, args.partitions)
     env.update(args.worker_env)

@@ -157,7 +157,7 @@ class Env:
         )
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "smsmon.streams.cli", "worker"],
+                [sys.executable, "-m", "smsmon.cli", "worker"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -21,12 +21,11 @@ import pytest
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from smsmon.config.settings import Settings
-from smsmon.streams import audit
-from smsmon.streams.canonical import partition_for
-from smsmon.streams.scenario import Builder, Scenario
-
-from .conftest import Env, wait_ready, wait_until
-from .test_compliance_pipeline import produce, read_all
+from smsmon.contract.canonical import partition_for
+from smsmon.tools import audit
+from smsmon.tools.scenario import Builder, Scenario
+from tests.integration.conftest import Env, wait_ready, wait_until
+from tests.integration.test_compliance_pipeline import produce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +55,7 @@ def archive_cmd(directory: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "smsmon.streams.archive",
+        "smsmon.tools.archive",
         "archive",
         "--dir",
         str(directory),

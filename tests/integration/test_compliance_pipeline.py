@@ -12,11 +12,10 @@ import pytest
 from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 
-from smsmon.agents.rules.catalog import ALERT_NAMESPACE, RULES_BY_ID
-from smsmon.streams.canonical import partition_for
-from smsmon.streams.scenario import Builder
-
-from .conftest import Env, Worker, wait_ready, wait_until
+from smsmon.contract.canonical import partition_for
+from smsmon.rules.catalog import ALERT_NAMESPACE, RULES_BY_ID
+from smsmon.tools.scenario import Builder
+from tests.integration.conftest import Env, Worker, wait_ready, wait_until
 
 pytestmark = pytest.mark.integration
 

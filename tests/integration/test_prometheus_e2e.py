@@ -22,17 +22,16 @@ from typing import Any
 
 import pytest
 
-from smsmon.agents.rules.catalog import RULES_BY_ID
-from smsmon.streams.scenario import Builder
-from tests.unit.test_operational_config import metric_names
-
-from .conftest import REPO, Env, free_port, wait_ready, wait_until
-from .test_compliance_pipeline import produce
+from smsmon.rules.catalog import RULES_BY_ID
+from smsmon.tools.scenario import Builder
+from tests.integration.conftest import REPO, Env, free_port, wait_ready, wait_until
+from tests.integration.test_compliance_pipeline import produce
+from tests.unit.config.test_operational_config import metric_names
 
 pytestmark = pytest.mark.integration
 
-ALERT_RULES = REPO / "config" / "prometheus" / "alerts.yml"
-DASHBOARDS = sorted((REPO / "config" / "grafana" / "dashboards").glob("*.json"))
+ALERT_RULES = REPO / "smsmon" / "config" / "prometheus" / "alerts.yml"
+DASHBOARDS = sorted((REPO / "smsmon" / "config" / "grafana" / "dashboards").glob("*.json"))
 
 # Metrics the scenario guarantees data for (labelled counters exist once incremented).
 GUARANTEED = {

@@ -31,10 +31,9 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from smsmon.agents.rules.catalog import ALERT_NAMESPACE
-from smsmon.streams.scenario import ENTERPRISES, Builder, Scenario
-
-from .conftest import SCRIPT, Env, Worker, free_port, wait_ready, wait_until
+from smsmon.rules.catalog import ALERT_NAMESPACE
+from smsmon.tools.scenario import ENTERPRISES, Builder, Scenario
+from tests.integration.conftest import SCRIPT, Env, Worker, free_port, wait_ready, wait_until
 
 # Fault-injection tests (issue 7): run with `make test-reliability`; not yet part of `make test`.
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
@@ -1153,8 +1152,8 @@ def test_compressed_input_from_gateways_is_read(kenv: Env) -> None:
 def test_first_start_processes_records_produced_before_it(kenv: Env) -> None:
     """A new deployment over topics that already hold reference data and events: the new
     consumer group starts from the earliest offsets and judges every event."""
+    from smsmon.admin import ensure_topics
     from smsmon.config.settings import Settings
-    from smsmon.streams.admin import ensure_topics
 
     settings = Settings(
         **{k.removeprefix("SMSMON_").lower(): v for k, v in kenv.settings_env().items()}  # type: ignore[arg-type]

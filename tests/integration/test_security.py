@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from smsmon.streams.scenario import Builder
-
-from .conftest import Env, Worker, wait_until
-from .test_reliability import (
+from smsmon.tools.scenario import Builder
+from tests.integration.conftest import Env, Worker, wait_until
+from tests.integration.test_reliability import (
     LocalBroker,
     assert_alert_set,
     env_on,

@@ -11,12 +11,11 @@ import pytest
 
 from bench.detectors import score_alerts
 from bench.throughput import offline_alerts
-from smsmon.agents.rules.traffic import TrafficConfig
-from smsmon.streams.models import Alert
-from smsmon.streams.simulator import SimConfig, generate
-
-from .conftest import Env, wait_ready, wait_until
-from .test_compliance_pipeline import produce, read_all
+from smsmon.contract.models import Alert
+from smsmon.rules.traffic import TrafficConfig
+from smsmon.tools.simulator import SimConfig, generate
+from tests.integration.conftest import Env, wait_ready, wait_until
+from tests.integration.test_compliance_pipeline import produce, read_all
 
 pytestmark = pytest.mark.integration
 

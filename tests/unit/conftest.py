@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from smsmon.agents.rules.engine import Engine, EngineConfig
-from smsmon.agents.rules.reference import ReferenceBook, signature_record_key
-from smsmon.streams.canonical import MsisdnHasher
-from smsmon.streams.models import MoEvent, MtEvent, PortRecord, SignatureRecord
+from smsmon.contract.canonical import MsisdnHasher
+from smsmon.contract.models import MoEvent, MtEvent, PortRecord, SignatureRecord
+from smsmon.rules.engine import Engine, EngineConfig
+from smsmon.rules.reference import ReferenceBook, signature_record_key
 
 T0 = dt.datetime(2024, 5, 1, 2, 0, tzinfo=dt.UTC)
 ALL_CATEGORIES = ("marketing", "notification", "verification")

@@ -1,0 +1,709 @@
+"""The Faust agents: thin loops that decode, call the pure engine, write state and publish.
+
+`check_events` consumes the co-partitioned union of gateway events, consent records and the
+re-keying topic in batches. Each record is handled in partition order against a per-batch
+overlay of the tables, so a state change (an unsubscribe) applies to every later record of
+the batch; table writes are coalesced to one per key per batch and routed to the partition of
+the record that made them. `validate_reference` dead-letters invalid port and signature
+records once for the whole group; every worker's ReferenceLoader applies the valid ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from smsmon.config.settings import Settings
+from smsmon.contract.canonical import MsisdnHasher, partition_for
+from smsmon.contract.codec import (
+    DecodeContext,
+    DecodeError,
+    consent_key,
+    dead_letter,
+    decode_event,
+    decode_model,
+    encode_alert,
+)
+from smsmon.contract.models import Alert, Complaint, ConsentRecord, MtEvent
+from smsmon.rules.consent import ConsentState, RecentSenders
+from smsmon.rules.content.checks import content_checker
+from smsmon.rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
+from smsmon.rules.reference import ReferenceBook
+from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
+from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
+from smsmon.streams.loader import ReferenceLoader, apply_reference
+from smsmon.streams.metrics import Metrics
+from smsmon.streams.output import BatchOutput
+from smsmon.streams.tables import TableWriter
+
+log = logging.getLogger(__name__)
+
+ORIGIN_EVENTS = b"events"
+ORIGIN_CONSENT = b"consent"
+ORIGIN_COMPLAINTS = b"complaints"
+# A watermark marker on the re-keying topic: no key, empty value, and the header
+# WATERMARK_HEADER = b"<origin events partition>:<event time ms>".
+ORIGIN_WATERMARK = b"watermark"
+WATERMARK_HEADER = "smsmon-wm"
+
+
+class SubscriberOverlay:
+    """One batch's view of the `subscribers` table: each msisdn's recent senders and flood
+    state, decoded at most once per batch and written once per batch.
+
+    Both live in one value (RecentSenders JSON, a newline, FloodState JSON; JSON text has no
+    raw newline): an mt reads and writes both, so one table instead of two halves the
+    RocksDB reads, writes and changelog records per message. A part nobody touched in the
+    batch is written back as it was read, without decoding it.
+    """
+
+    def __init__(self, load: Callable[[bytes], bytes | None]) -> None:
+        self._load = load
+        # key -> [RecentSenders | None, FloodState | None, raw recent, raw flood]
+        self._entries: dict[bytes, list[Any]] = {}
+        self._dirty: dict[bytes, Any] = {}
+
+    def _entry(self, key: bytes) -> list[Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            recent, _, flood = (self._load(key) or b"").partition(b"\n")
+            entry = self._entries[key] = [None, None, recent, flood]
+        return entry
+
+    def recent(self, key: bytes) -> RecentSenders:
+        entry = self._entry(key)
+        if entry[0] is None:
+            entry[0] = RecentSenders.decode(entry[2])
+        senders: RecentSenders = entry[0]
+        return senders
+
+    def flood(self, key: bytes) -> FloodState:
+        entry = self._entry(key)
+        if entry[1] is None:
+            entry[1] = FloodState.decode(entry[3])
+        flood: FloodState = entry[1]
+        return flood
+
+    def set_recent(self, key: bytes, senders: RecentSenders, writer: Any) -> None:
+        self._entry(key)[0] = senders
+        self._dirty[key] = writer
+
+    def set_flood(self, key: bytes, flood: FloodState, writer: Any) -> None:
+        self._entry(key)[1] = flood
+        self._dirty[key] = writer
+
+    def drain(self) -> Iterator[tuple[bytes, bytes, Any]]:
+        """(key, value, last writer) of each msisdn changed in the batch; then forget all."""
+        for key, writer in self._dirty.items():
+            recent, flood, raw_recent, raw_flood = self._entries[key]
+            yield (
+                key,
+                (recent.encode() if recent is not None else raw_recent)
+                + b"\n"
+                + (flood.encode() if flood is not None else raw_flood),
+                writer,
+            )
+        self._dirty.clear()
+        self._entries.clear()
+
+
+class TableState:
+    """`State` over the Faust tables through per-batch overlays."""
+
+    def __init__(self, tables: TableWriter, consent: Any, subscribers: Any) -> None:
+        # the Faust event of the record being handled: tables are read in its partition
+        self.writer: Any = None
+        self.consent_overlay: BatchOverlay[bytes, bytes, Any] = BatchOverlay(
+            lambda key: tables.read(consent, key, self.writer)
+        )
+        self.subscribers = SubscriberOverlay(lambda key: tables.read(subscribers, key, self.writer))
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
+        raw = self.consent_overlay.get(f"{msisdn}|{enterprise}".encode())
+        return ConsentState.decode(raw) if raw else None
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None:
+        key = f"{msisdn}|{enterprise}".encode()
+        self.consent_overlay.set(key, state.encode() if state else None, self.writer)
+
+    def recent(self, msisdn: str) -> RecentSenders:
+        return self.subscribers.recent(msisdn.encode())
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
+        self.subscribers.set_recent(msisdn.encode(), senders, self.writer)
+
+
+def publish_alert(
+    out: BatchOutput,
+    settings: Settings,
+    metrics: Metrics,
+    book: ReferenceBook,
+    alert: Alert,
+    t_in: float,
+) -> None:
+    """Queue an alert unless an exemption covers it (then only count it as suppressed)."""
+    sev = alert.severity.value
+    if book.exemptions.by_id and book.exemptions.match(alert) is not None:
+        metrics.alerts_suppressed.labels(alert.rule, sev).inc()
+        return
+    latency = metrics.detection_latency
+
+    def acked() -> None:
+        latency.observe(time.monotonic() - t_in)
+
+    out.add(settings.topic_alerts, alert.alert_id.encode(), encode_alert(alert), on_ack=acked)
+    metrics.alerts.labels(alert.rule, sev).inc()
+
+
+def fail_fast(what: str) -> None:
+    """Stop the process at once after an unexpected batch-level error.
+
+    Records that break a rule are isolated per record (dead letters); an error outside that
+    isolation means a bug or a broken Kafka connection. Faust would restart the agent and
+    its `take_events` would ack the failed batch on the way out, losing it. Exiting before
+    anything is acked or committed makes the restarted worker process the batch again.
+    """
+    # The stack, not the exception's message: a message may quote subscriber data.
+    exc = sys.exc_info()[1]
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc is not None else ""
+    log.critical(
+        "%s failed with %s; exiting so the batch is processed again after restart\n%s",
+        what,
+        type(exc).__name__,
+        frames,
+    )
+    logging.shutdown()
+    os._exit(70)
+
+
+def send_failed(exc: BaseException, topic: str) -> None:
+    """A batch of output records was refused: exit before its inputs are committed.
+
+    The records were queued by a processed batch whose offsets Faust will commit after the
+    producer flush; the flush does not fail on a refused batch. Exiting now means the inputs
+    are processed again after the restart instead of their outputs being lost.
+    """
+    log.critical(
+        "sending to %s failed with %s; exiting so the inputs are processed again after restart",
+        topic,
+        type(exc).__name__,
+    )
+    logging.shutdown()
+    os._exit(70)
+
+
+def _header(message: Any, name: str) -> bytes | None:
+    headers = message.headers or ()
+    items: Iterable[tuple[str, bytes]] = headers.items() if isinstance(headers, dict) else headers
+    for k, v in items:
+        if k == name:
+            return v if isinstance(v, bytes) else str(v).encode()
+    return None
+
+
+class Delivery:
+    """A record delivered by the consumer loop's batch path: what `process_batch` reads of a
+    Faust `Event` (its message; weak-referenceable, for `bind_event`)."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+class Pipeline:
+    """Owns the engine, the reference book and the agents of one worker."""
+
+    def __init__(self, settings: Settings, wiring: Wiring, metrics: Metrics) -> None:
+        self.settings = settings
+        self.w = wiring
+        self.metrics = metrics
+        self.book = ReferenceBook()
+        self.loader = ReferenceLoader(settings, self.book, on_change=self._book_changed)
+        self.engine = Engine(
+            self.book,
+            EngineConfig(
+                hasher=MsisdnHasher(settings.require_secret(), settings.msisdn_key_id),
+                recent_capacity=settings.recent_ports_per_msisdn,
+                recent_horizon_ms=int(settings.recent_horizon_days * 86_400_000),
+                content=content_checker(settings),
+            ),
+        )
+        self.book.exemptions.hasher = self.engine.config.hasher
+        self.dedup = Deduper(settings.dedup_capacity)
+        self.out = BatchOutput(wiring.app, on_error=send_failed)
+        self.tables = TableWriter(self.out, settings.batched_changelog)
+        self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
+        self.traffic_config = TrafficConfig()
+        self.stage1 = Stage1(
+            self.traffic_config,
+            settings.partitions,
+            self.engine.config.hasher,
+            self._port_of,
+            self._caught_up,
+            self._expected_sources,
+        )
+        # per events partition: the greatest event time read; and the last marker sent
+        self._origin_ts: dict[int, int] = {}
+        self._marker_sent: dict[int, tuple[int, int]] = {}
+        self._out_lock = asyncio.Lock()
+        self._ctx: DecodeContext | None = None
+        # Exact count of consent pairs in the active partitions: recounted in full when the
+        # assignment changes or a recovery ends, kept by per-batch deltas in between.
+        self.consent_count = 0
+        self._positions: dict[tuple[str, int], int] = {}
+        self._counted_for: tuple[frozenset[Any], bool] | None = None
+        self._source = {
+            settings.topic_events: "events",
+            settings.topic_consent: "consent",
+            settings.topic_ports: "ports",
+            settings.topic_signatures: "signatures",
+            settings.rekey_topic: "rekey",
+            settings.topic_complaints: "complaints",
+            settings.topic_exemptions: "exemptions",
+        }
+        from smsmon.agents.aggregation import Aggregation
+
+        self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
+
+    def _expected_sources(self, logical: int) -> list[str]:
+        """What drives a logical partition's watermark: its own events partition, and the
+        markers of every other events partition (whose re-keyed records it receives)."""
+        n = self.settings.partitions
+        return [f"e{logical}"] + [f"m{q}.{logical}" for q in range(n) if q != logical]
+
+    def _caught_up(self, source: Any) -> bool:
+        """True if the source topic-partition has no records left to read (consumer lag 0).
+
+        Sources: e<P> events partition P, r<P> re-keying partition P, c<P> complaints
+        partition P, m<Q>.<P> markers of events partition Q read from re-keying partition P.
+        """
+        src = str(source)
+        topic = {
+            "e": self.settings.topic_events,
+            "r": self.settings.rekey_topic,
+            "m": self.settings.rekey_topic,
+            "c": self.settings.topic_complaints,
+        }.get(src[:1])
+        if topic is None:
+            return True
+        from faust.types import TP
+
+        partition = int(src[1:].rpartition(".")[2])
+        done = self._positions.get((topic, partition))
+        try:
+            high = self.w.app.consumer.highwater(TP(topic, partition))
+        except Exception:  # not fetched yet: something may be pending
+            return False
+        return done is not None and high is not None and done >= high
+
+    def _port_of(self, port: str) -> str:
+        rec = self.book.port_for(port)
+        return rec.port if rec is not None else port
+
+    def register(self) -> None:
+        """Attach agents, the reference loader and gauges to the app."""
+        app = self.w.app
+        app.agent(self.w.inputs, name=CHECK_AGENT)(self.check_events)
+        app.agent(self.w.reference, name=VALIDATE_AGENT)(self.validate_reference)
+        self.aggregation.register()
+        app.task(self.loader.run)
+        app.timer(2.0)(self.refresh_gauges)
+        app.timer(1.0)(self.tick)
+        # Read at scrape time (in the HTTP server's thread), not by the timer: while tables
+        # restore, the timer did not get to run and the gauge stayed 0 for the whole restore.
+        self.metrics.recovering.set_function(self._recovering)
+        app.on_rebalance_complete.connect(self._on_rebalance)
+        from smsmon.streams import faust_patches
+
+        faust_patches.on_standby_applied = self.metrics.standby_direct_writes.inc
+        s = self.settings
+        faust_patches.set_batch_sink(
+            frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic}),
+            self.deliver,
+            s.batch_max,
+        )
+        from smsmon import __version__
+        from smsmon.contract.models import SCHEMA_VERSION
+
+        self.metrics.build_info.labels(__version__, str(SCHEMA_VERSION)).set(1)
+        # Create every rule's series at 0 so that rate()/increase() see the first alert.
+        from smsmon.rules import catalog, traffic
+
+        for rule in (*catalog.PER_MESSAGE_RULES, *traffic.AGGREGATE_RULES):
+            self.metrics.alerts.labels(rule.id, rule.severity.value)
+            self.metrics.alerts_suppressed.labels(rule.id, rule.severity.value)
+
+    async def _on_rebalance(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self.metrics.rebalances.inc()
+
+    def context(self) -> DecodeContext:
+        """One decode context for the worker's life (it reads the clock once a second)."""
+        ctx = self._ctx
+        if ctx is None:
+            s = self.settings
+            ctx = self._ctx = DecodeContext(
+                tz=s.tz,
+                max_event_bytes=s.max_event_bytes,
+                max_text_chars=s.max_text_chars,
+                max_future_skew_seconds=s.max_future_skew_seconds,
+            )
+        return ctx
+
+    # -- agents ---------------------------------------------------------------------------
+
+    async def check_events(self, stream: Any) -> AsyncIterator[None]:
+        await self.loader.ready.wait()
+        self.metrics.ready.set(1)
+        async for batch in stream.take_events(
+            self.settings.batch_max, self.settings.batch_within_seconds
+        ):
+            try:
+                async with self._out_lock:
+                    self.process_batch(batch)
+                    # Submit the batch's output before its input is acked (body returns).
+                    await self.out.flush()
+            except Exception:
+                fail_fast("check_events batch")
+            yield None
+
+    async def deliver(self, messages: list[Any]) -> bool:
+        """The records of `check_events`' topics, a batch straight from the consumer loop.
+
+        With the consumer loop's fast paths on (`SMSMON_FAST_DRAIN`, streams/faust_patches.py)
+        the records skip Faust's conductor, `Event`s, the agent's stream buffer and its
+        per-event acks; the agent above then receives nothing. The guarantees are the same:
+        the records are tracked as unacknowledged (a rebalance waits for them), processed in
+        order, their output is submitted, and only then are they acknowledged, so their
+        offsets are committed after Faust's flush of that output."""
+        consumer: Any = self.w.app.consumer
+        if not self.loader.ready.is_set():
+            ready = asyncio.ensure_future(self.loader.ready.wait())
+            rebalance = asyncio.ensure_future(consumer.suspend_flow.wait())
+            await asyncio.wait({ready, rebalance}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            rebalance.cancel()
+            if not self.loader.ready.is_set() or consumer.suspend_flow.is_set():
+                return False
+        consumer._unacked_messages.update(messages)
+        try:
+            async with self._out_lock:
+                self.process_batch([Delivery(m) for m in messages])
+                await self.out.flush()
+        except Exception:
+            fail_fast("check_events batch")
+        ack = consumer.ack
+        for m in messages:
+            ack(m)
+        return True
+
+    async def tick(self) -> None:
+        """Every second: watermark markers that were due but had no batch to go with, and
+        watermark-only partials for partitions whose watermark moved without records, so
+        that the last windows before a quiet spell close (docs/traffic.md, "Watermarks").
+
+        Under the same lock as a batch's output, so a marker is never sent before the
+        re-keyed records of the batch it covers."""
+        if not self.loader.ready.is_set():
+            return
+        try:
+            async with self._out_lock:
+                wall_ms = int(time.time() * 1000)
+                self._send_markers(wall_ms)
+                for q, partial in self.stage1.heartbeat(wall_ms):
+                    self.out.add(self.settings.counts_topic, None, partial.encode(), partition=q)
+                await self.out.flush()
+        except Exception:
+            fail_fast("watermark tick")
+
+    async def validate_reference(self, stream: Any) -> AsyncIterator[None]:
+        scratch = ReferenceBook()
+        async for event in stream.events():
+            m = event.message
+            try:
+                apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, exc.error)
+            await self.out.flush()
+            yield None
+
+    # -- batch processing -----------------------------------------------------------------
+
+    def process_batch(self, batch: list[Any]) -> None:
+        """Handle one batch in order, then write tables once per key and publish."""
+        s, metrics, state = self.settings, self.metrics, self.state
+        ctx = self.context()
+        now = dt.datetime.now(dt.UTC)
+        t_batch = time.monotonic()
+        n = s.partitions
+        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+        alerts: list[tuple[Alert, float]] = []
+        wall_ms = int(time.time() * 1000)
+        subscribers = state.subscribers
+        late_before = self.stage1.late
+        metrics.batch_size.observe(len(batch))
+        positions = self._positions
+        for event in batch:
+            m = event.message
+            topic = m.topic
+            positions[(topic, m.partition)] = m.offset + 1
+            rekeyed = topic == s.rekey_topic
+            origin = _header(m, ORIGIN_HEADER) if rekeyed else None
+            bind_event(event)
+            state.writer = event
+            try:
+                if topic == s.topic_events or origin == ORIGIN_EVENTS:
+                    ev = decode_event(m.value, m.key, ctx)
+                    target = partition_for(ev.msisdn, n)
+                    if not rekeyed:
+                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        if ts_ms > self._origin_ts.get(m.partition, -1):
+                            self._origin_ts[m.partition] = ts_ms
+                        if target != m.partition:
+                            self._forward(m, target, ORIGIN_EVENTS, "events")
+                            source = f"e{m.partition}"
+                            self.stage1.on_progress(source, m.partition, ts_ms, wall_ms)
+                            continue
+                    if self.dedup.seen(ev.event_id):
+                        metrics.duplicates.inc()
+                        continue
+                    out = self.engine.on_event(ev, state, now)
+                    kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
+                    t_in = m.time_in if m.time_in is not None else t_batch
+                    alerts.extend((a, t_in) for a in out.alerts)
+                    source = f"{'r' if rekeyed else 'e'}{m.partition}"
+                    if isinstance(ev, MtEvent) and out.verdict is not None:
+                        mkey = ev.msisdn.encode()
+                        flood = subscribers.flood(mkey)
+                        found = self.stage1.on_mt(
+                            source,
+                            m.partition,
+                            m.offset,
+                            ev,
+                            out.verdict,
+                            flood,
+                            wall_ms,
+                            now,
+                            drives=not rekeyed,
+                        )
+                        subscribers.set_flood(mkey, flood, event)
+                        alerts.extend((a, t_in) for a in found)
+                    else:
+                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        self.stage1.on_other(
+                            source, m.partition, m.offset, ts_ms, wall_ms, drives=not rekeyed
+                        )
+                    if out.unsubscribe is not None:
+                        metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
+                    for rec in out.revocations:
+                        self._publish_consent(rec)
+                elif topic == s.topic_complaints or origin == ORIGIN_COMPLAINTS:
+                    complaint = decode_model(Complaint, m.value, ctx)
+                    target = partition_for(complaint.msisdn, n)
+                    if not rekeyed and target != m.partition:
+                        self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
+                        continue
+                    if self.dedup.seen("c:" + complaint.complaint_id):
+                        metrics.duplicates.inc()
+                        continue
+                    source = f"{'r' if rekeyed else 'c'}{m.partition}"
+                    recent = state.recent(complaint.msisdn).marketing()
+                    targets = self.stage1.on_complaint(
+                        source, m.partition, m.offset, complaint, recent, wall_ms
+                    )
+                    metrics.complaints.labels("true" if targets else "false").inc()
+                elif topic == s.topic_consent or origin == ORIGIN_CONSENT:
+                    msisdn, ent = consent_key(m.key)
+                    target = partition_for(msisdn, n)
+                    if not rekeyed and target != m.partition:
+                        self._forward(m, target, ORIGIN_CONSENT, "consent")
+                        continue
+                    record = None
+                    if m.value is not None:
+                        record = decode_model(ConsentRecord, m.value, ctx)
+                        if (record.msisdn, record.enterprise) != (msisdn, ent):
+                            raise DecodeError("schema:key", "key and value name different pairs")
+                    result = self.engine.on_consent(msisdn, ent, record, state)
+                    metrics.consent_updates.labels("deleted" if record is None else result).inc()
+                elif origin == ORIGIN_WATERMARK:
+                    mark = (_header(m, WATERMARK_HEADER) or b"").decode()
+                    from_p, _, mark_ts = mark.partition(":")
+                    self.stage1.on_marker(
+                        f"r{m.partition}",
+                        f"m{int(from_p)}.{m.partition}",
+                        m.partition,
+                        m.offset,
+                        int(mark_ts),
+                        wall_ms,
+                    )
+                else:
+                    raise DecodeError("schema:origin", "re-keyed record without a known origin")
+            except DecodeError as exc:
+                self._dead_letter(m, exc.reason, exc.error)
+            except Exception as exc:  # a poison record must never stop the worker
+                metrics.processing_errors.labels("rules").inc()
+                log.error(
+                    "record %s[%d]@%d raised %s; sent to dead letters",
+                    topic,
+                    m.partition,
+                    m.offset,
+                    type(exc).__name__,
+                )
+                self._dead_letter(m, "processing", type(exc).__name__)
+        self._flush_tables()
+        self._send_markers(wall_ms)
+        for q, partial in self.stage1.flush(wall_ms):
+            self.out.add(s.counts_topic, None, partial.encode(), partition=q)
+        metrics.late_events.inc(self.stage1.late - late_before)
+        for (kind, category), count in kinds.items():
+            metrics.events.labels(kind, category).inc(count)
+        for alert, t_in in alerts:
+            self._publish_alert(alert, t_in)
+
+    def _flush_tables(self) -> None:
+        write = self.tables.write
+        consent = self.w.consent
+        for key, value, writer, before in self.state.consent_overlay.drain():
+            self.consent_count += (value is not None) - (before is not None)
+            write(consent, key, value, writer)
+        subscribers = self.w.subscribers
+        for key, value, writer in self.state.subscribers.drain():
+            write(subscribers, key, value, writer)
+        self.tables.commit()
+
+    # -- outputs --------------------------------------------------------------------------
+
+    def _publish_alert(self, alert: Alert, t_in: float) -> None:
+        publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
+
+    def _publish_consent(self, record: ConsentRecord) -> None:
+        self.out.add(
+            self.settings.topic_consent,
+            f"{record.msisdn}|{record.enterprise}".encode(),
+            record.model_dump_json(exclude_none=True).encode(),
+            partition=partition_for(record.msisdn, self.settings.partitions),
+        )
+
+    def _send_markers(self, wall_ms: int) -> None:
+        """Tell every other re-keying partition how far each events partition got.
+
+        Queued after the batch's forwarded records, on the same producer and partitions, so
+        a marker is read after every record its origin re-keyed before it. At most one per
+        origin per `watermark_marker_interval_ms`; one that is due goes out with the next
+        batch of any partition.
+        """
+        n, interval = self.settings.partitions, self.settings.watermark_marker_interval_ms
+        for q, ts in self._origin_ts.items():
+            sent = self._marker_sent.get(q)
+            if sent is not None and (ts <= sent[0] or wall_ms - sent[1] < interval):
+                continue
+            self._marker_sent[q] = (ts, wall_ms)
+            headers = [(ORIGIN_HEADER, ORIGIN_WATERMARK), (WATERMARK_HEADER, f"{q}:{ts}".encode())]
+            for p in range(n):
+                if p != q:
+                    self.out.add(self.settings.rekey_topic, None, b"", partition=p, headers=headers)
+
+    def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
+        self.out.add(
+            self.settings.rekey_topic,
+            m.key,
+            m.value,
+            partition=target,
+            headers=[(ORIGIN_HEADER, origin)],
+        )
+        self.metrics.rekeyed.labels(label).inc()
+
+    def _dead_letter(self, m: Any, reason: str, error: str) -> None:
+        dl = dead_letter(
+            reason=reason,
+            error=error,
+            topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            key=m.key,
+            value=m.value,
+            now=dt.datetime.now(dt.UTC),
+        )
+        self.out.add(self.settings.topic_dlq, m.key, dl.model_dump_json(exclude_none=True).encode())
+        self.metrics.invalid.labels(reason, self._source.get(m.topic, "other")).inc()
+
+    # -- gauges ---------------------------------------------------------------------------
+
+    def _book_changed(self, book: ReferenceBook) -> None:
+        self.metrics.reference_entries.labels("ports").set(len(book.ports))
+        self.metrics.reference_entries.labels("signatures").set(len(book.signatures))
+        self.metrics.reference_entries.labels("exemptions").set(len(book.exemptions))
+
+    def _recovering(self) -> float:
+        # Only a plain attribute that Faust sets on the app: this runs in the metrics HTTP
+        # thread, and touching `app.tables.recovery` there would create Faust's Recovery
+        # service (a lazy property) outside the event loop, which hung the worker's start.
+        return 1.0 if getattr(self.w.app, "in_recovery", False) else 0.0
+
+    async def refresh_gauges(self) -> None:
+        try:
+            self._refresh_gauges()
+        except Exception:  # a gauge must never take the worker down (Faust crashes on it)
+            log.exception("refreshing gauges failed")
+
+    def _refresh_gauges(self) -> None:
+        self._refresh_lag()
+        recovering = bool(self._recovering())
+        if recovering:
+            return
+        actives = frozenset(self.w.app.assignor.assigned_actives())
+        if self._counted_for != (actives, recovering):
+            self._counted_for = (actives, recovering)
+            self.consent_count = count_active(self.w.consent)
+        self.metrics.reference_entries.labels("consent").set(self.consent_count)
+
+    def _refresh_lag(self) -> None:
+        consumer = self.w.app.consumer
+        inputs = {
+            self.settings.topic_events,
+            self.settings.topic_consent,
+            self.settings.topic_complaints,
+            self.settings.rekey_topic,
+            self.settings.counts_topic,
+        }
+        gauge = self.metrics.consumer_lag
+        assigned = {tp for tp in consumer.assignment() if tp.topic in inputs}
+        for tp in assigned:
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not fetched yet
+                continue
+            done = self._positions.get((tp.topic, tp.partition))
+            if done is None:
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                done = committed if committed is not None else high
+            if high is None or done is None:
+                # Right after an assignment there is neither a highwater nor a position:
+                # nothing to report yet (this timer must never raise: Faust would crash the
+                # app on it, docs/reliability.md defect 4).
+                continue
+            gauge.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+        for key in list(self._positions):
+            if key not in {(tp.topic, tp.partition) for tp in assigned}:
+                self._positions.pop(key, None)
+                with contextlib.suppress(KeyError):
+                    gauge.remove(key[0], str(key[1]))
+
+
+def count_active(table: Any) -> int:
+    """Exact number of entries of a table in this worker's active partitions."""
+    store = table.data
+    dbs = getattr(store, "_dbs_for_actives", None)
+    if dbs is None:  # memory store: one dict (includes standby partitions)
+        return len(store.data) if hasattr(store, "data") else len(table)
+    # Faust keeps its changelog offset under a reserved key in every partition database.
+    return sum(sum(1 for k in db.keys() if not k.startswith(b"__faust")) for db in dbs())  # noqa: SIM118

@@ -1,0 +1,393 @@
+"""The pure per-event engine: decoded events and state in, alerts and state changes out.
+
+The live Faust agent and the offline audit both drive this class, so they cannot disagree.
+State is reached through the `State` protocol; `BatchOverlay` gives a batch read-your-writes
+semantics over a slower backing store and coalesces writes to one per key per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from smsmon.contract.canonical import MsisdnHasher, mask_msisdn
+from smsmon.contract.models import (
+    SCHEMA_VERSION,
+    Alert,
+    Category,
+    ConsentRecord,
+    ConsentStatus,
+    DlrEvent,
+    MoEvent,
+    MtEvent,
+    Severity,
+)
+from smsmon.rules import catalog as R
+from smsmon.rules.compliance import Finding, MtVerdict, check_mt
+from smsmon.rules.consent import (
+    ConsentState,
+    Merge,
+    RecentSender,
+    RecentSenders,
+    is_unsubscribe,
+    merge_consent,
+)
+from smsmon.rules.reference import ReferenceBook
+
+Event = MtEvent | MoEvent | DlrEvent
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+W = TypeVar("W")
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+_US = dt.timedelta(microseconds=1)
+
+
+def to_ms(ts: dt.datetime) -> int:
+    """Epoch milliseconds of an aware datetime (floor)."""
+    return (ts - _EPOCH) // _MS
+
+
+def to_us(ts: dt.datetime) -> int:
+    """Exact epoch microseconds of an aware datetime (consent order needs full precision)."""
+    return (ts - _EPOCH) // _US
+
+
+def from_ms(ms: int) -> dt.datetime:
+    """Aware UTC datetime of epoch milliseconds."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+class State(Protocol):
+    """Where the engine reads and writes per-subscriber state."""
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None: ...
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None: ...
+
+    def recent(self, msisdn: str) -> RecentSenders: ...
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None: ...
+
+
+_MISSING = object()
+
+
+class BatchOverlay(Generic[K, V, W]):
+    """Read-your-writes cache over `load`; remembers which writer last touched each key.
+
+    Writes stay in the overlay until `drain()`, which yields each dirty key once with its
+    final value, the writer token of its last write (the live agent uses the Faust event,
+    so the changelog write lands in that event's partition) and the value it had before the
+    batch (so callers can keep exact entry counts).
+    """
+
+    def __init__(self, load: Callable[[K], V | None]) -> None:
+        self._load = load
+        self._cache: dict[K, V | None] = {}
+        self._dirty: dict[K, W] = {}
+        self._before: dict[K, V | None] = {}
+
+    def get(self, key: K) -> V | None:
+        v = self._cache.get(key, _MISSING)
+        if v is _MISSING:
+            loaded = self._load(key)
+            self._cache[key] = loaded
+            return loaded
+        return v  # type: ignore[return-value]
+
+    def set(self, key: K, value: V | None, writer: W) -> None:
+        if key not in self._before:
+            self._before[key] = self.get(key)
+        self._cache[key] = value
+        self._dirty[key] = writer
+
+    def drain(self) -> Iterator[tuple[K, V | None, W, V | None]]:
+        """Each dirty key once: (key, final value, last writer, value before the batch)."""
+        for key, writer in self._dirty.items():
+            yield key, self._cache[key], writer, self._before[key]
+        self._dirty.clear()
+        self._cache.clear()
+        self._before.clear()
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+
+class Deduper:
+    """Bounded memory of recent event ids: a repeated event_id is processed once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, event_id: str) -> bool:
+        """True if `event_id` was seen recently; otherwise remembers it."""
+        if self.capacity == 0:
+            return False
+        if event_id in self._seen:
+            self._seen.move_to_end(event_id)
+            return True
+        self._seen[event_id] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return False
+
+
+class ContentRules(Protocol):
+    """Content checks of an mt event (agents/content/checks.py)."""
+
+    def check(self, event: MtEvent) -> list[Finding]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Bounds and keys the engine needs; `content` adds the content rules when given."""
+
+    hasher: MsisdnHasher
+    recent_capacity: int = 8
+    recent_horizon_ms: int = 30 * 86_400_000
+    content: ContentRules | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Everything one event produced."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    revocations: list[ConsentRecord] = field(default_factory=list)
+    unsubscribe: bool | None = None  # None: not an unsubscribe; else attributed or not
+    verdict: MtVerdict | None = None
+
+
+class Engine:
+    """Applies the contract's per-message rules and unsubscribe handling, in event order."""
+
+    def __init__(self, book: ReferenceBook, config: EngineConfig) -> None:
+        self.book = book
+        self.config = config
+
+    def on_event(self, event: Event, state: State, detected_at: dt.datetime) -> Outcome:
+        """Process one decoded gateway event against `state` (which it may update)."""
+        if isinstance(event, MtEvent):
+            return self._on_mt(event, state, detected_at)
+        if isinstance(event, MoEvent):
+            return self._on_mo(event, state)
+        return Outcome()
+
+    def on_consent(
+        self, msisdn: str, enterprise: str, record: ConsentRecord | None, state: State
+    ) -> str:
+        """Apply a consent record (None = tombstone, deletes). Returns a Merge value."""
+        if record is None:
+            state.set_consent(msisdn, enterprise, None)
+            return Merge.APPLIED
+        incoming = ConsentState(record.status, to_us(record.ts))
+        result = merge_consent(state.consent(msisdn, enterprise), incoming)
+        if result == Merge.APPLIED:
+            state.set_consent(msisdn, enterprise, incoming)
+        return result
+
+    def _on_mt(self, event: MtEvent, state: State, detected_at: dt.datetime) -> Outcome:
+        verdict = check_mt(event, self.book, state.consent)
+        if self.config.content is not None:
+            verdict.findings.extend(self.config.content.check(event))
+        out = Outcome(verdict=verdict)
+        if verdict.findings:
+            msisdn_hash = self.config.hasher(event.msisdn)
+            masked = mask_msisdn(event.msisdn)
+            for f in verdict.findings:
+                out.alerts.append(
+                    message_alert(
+                        R.alert_id(f.rule.id, event.event_id),
+                        f.rule,
+                        event,
+                        detected_at,
+                        verdict.signature,
+                        verdict.enterprise,
+                        msisdn_hash,
+                        masked,
+                        f.detail,
+                    )
+                )
+        if verdict.enterprise is not None:
+            port_key = verdict.port_key or event.port
+            senders = state.recent(event.msisdn)
+            ts_ms = to_ms(event.ts)
+            sender = RecentSender(
+                port_key,
+                verdict.enterprise,
+                ts_ms,
+                verdict.signature,
+                ts_ms if event.category is Category.MARKETING else 0,
+            )
+            if senders.record(sender, self.config.recent_capacity, self.config.recent_horizon_ms):
+                state.set_recent(event.msisdn, senders)
+        return out
+
+    def _on_mo(self, event: MoEvent, state: State) -> Outcome:
+        out = Outcome()
+        if not is_unsubscribe(event.text):
+            return out
+        p = self.book.port_for(event.port)
+        port_key = p.port if p is not None else event.port
+        ts_ms = to_ms(event.ts)
+        target = state.recent(event.msisdn).lookup(port_key, ts_ms, self.config.recent_horizon_ms)
+        if target is None and p is not None and not p.shared:
+            target = p.enterprise
+        if target is None:
+            out.unsubscribe = False
+            return out
+        out.unsubscribe = True
+        record = ConsentRecord(
+            msisdn=event.msisdn,
+            enterprise=target,
+            status=ConsentStatus.REVOKED,
+            ts=event.ts,
+            source="mo",
+        )
+        if self.on_consent(event.msisdn, target, record, state) == Merge.APPLIED:
+            out.revocations.append(record)
+        return out
+
+
+_MESSAGE_ALERT_FIELDS = frozenset(
+    {
+        "alert_id",
+        "rule",
+        "severity",
+        "ts",
+        "detected_at",
+        "event_id",
+        "gateway",
+        "account",
+        "port",
+        "signature",
+        "enterprise",
+        "category",
+        "msisdn_hash",
+        "msisdn_masked",
+        "detail",
+    }
+)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def message_alert(
+    alert_id: str,
+    rule: R.Rule,
+    event: MtEvent,
+    detected_at: dt.datetime,
+    signature: str | None,
+    enterprise: str | None,
+    msisdn_hash: str,
+    masked: str,
+    detail: str,
+) -> Alert:
+    """The per-message alert of `rule` for `event`: `Alert(alert_id=..., ..., detail=...)`.
+
+    Its values come from a validated event, the rule catalog and the engine, so they already
+    have their fields' types; the Alert is then built as pydantic's `model_construct` would
+    (same values, same field order, same set fields), without validating them again. Should
+    a value not have the exact type (an event built without validation, a datetime subclass
+    from a test clock), it is validated as `Alert(...)` always did.
+    """
+    ts = event.ts
+    if (
+        type(ts) is not dt.datetime
+        or type(detected_at) is not dt.datetime
+        or type(rule.severity) is not Severity
+        or type(event.category) is not Category
+        or type(alert_id) is not str
+        or type(rule.id) is not str
+        or type(event.event_id) is not str
+        or type(event.gateway) is not str
+        or type(event.account) is not str
+        or type(event.port) is not str
+        or type(msisdn_hash) is not str
+        or type(masked) is not str
+        or type(detail) is not str
+        or not (signature is None or type(signature) is str)
+        or not (enterprise is None or type(enterprise) is str)
+    ):
+        return Alert(
+            alert_id=alert_id,
+            rule=rule.id,
+            severity=rule.severity,
+            ts=ts,
+            detected_at=detected_at,
+            event_id=event.event_id,
+            gateway=event.gateway,
+            account=event.account,
+            port=event.port,
+            signature=signature,
+            enterprise=enterprise,
+            category=event.category,
+            msisdn_hash=msisdn_hash,
+            msisdn_masked=masked,
+            detail=detail,
+        )
+    alert = _new(Alert)
+    _set(
+        alert,
+        "__dict__",
+        {
+            "schema_version": SCHEMA_VERSION,
+            "alert_id": alert_id,
+            "rule": rule.id,
+            "severity": rule.severity,
+            "ts": ts,
+            "detected_at": detected_at,
+            "event_id": event.event_id,
+            "gateway": event.gateway,
+            "account": event.account,
+            "port": event.port,
+            "signature": signature,
+            "enterprise": enterprise,
+            "category": event.category,
+            "msisdn_hash": msisdn_hash,
+            "msisdn_masked": masked,
+            "detail": detail,
+            "subject_type": None,
+            "subject": None,
+            "window_start": None,
+            "window_end": None,
+            "observed": None,
+            "threshold": None,
+            "baseline": None,
+        },
+    )
+    _set(alert, "__pydantic_fields_set__", set(_MESSAGE_ALERT_FIELDS))
+    _set(alert, "__pydantic_extra__", None)
+    _set(alert, "__pydantic_private__", None)
+    return alert
+
+
+class DictState:
+    """In-memory `State` (tests, the offline audit)."""
+
+    def __init__(self) -> None:
+        self.consents: dict[tuple[str, str], ConsentState] = {}
+        self.recents: dict[str, RecentSenders] = {}
+
+    def consent(self, msisdn: str, enterprise: str) -> ConsentState | None:
+        return self.consents.get((msisdn, enterprise))
+
+    def set_consent(self, msisdn: str, enterprise: str, state: ConsentState | None) -> None:
+        if state is None:
+            self.consents.pop((msisdn, enterprise), None)
+        else:
+            self.consents[(msisdn, enterprise)] = state
+
+    def recent(self, msisdn: str) -> RecentSenders:
+        r = self.recents.get(msisdn)
+        return RecentSenders(list(r.entries)) if r is not None else RecentSenders()
+
+    def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
+        self.recents[msisdn] = senders

@@ -1,0 +1,257 @@
+"""Canonical forms of the wire contract: msisdn, port codes, keywords, signatures, masking."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smsmon.contract.canonical import (
+    CanonicalError,
+    MsisdnHasher,
+    canonical_msisdn,
+    canonical_port,
+    canonical_signature,
+    extract_signature,
+    mask_msisdn,
+    normalize_keyword,
+    partition_for,
+)
+
+pytestmark = pytest.mark.unit
+
+msisdns = st.from_regex(r"1[0-9]{10}", fullmatch=True)
+
+
+# --- msisdn -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "13800138000",
+        "+8613800138000",
+        "008613800138000",
+        "8613800138000",
+        "138 0013 8000",
+        "138-0013-8000",
+        "+86 138-0013-8000",
+        "0086 138 0013 8000",
+        "86-138-0013-8000",
+        " 13800138000 ",
+    ],
+)
+def test_msisdn_prefixes_spaces_and_dashes_are_stripped_to_11_digits(raw: str) -> None:
+    """+86, 0086 and 86 prefixes, spaces and dashes all give the same national number."""
+    assert canonical_msisdn(raw) == "13800138000"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1380013800",  # 10 digits
+        "138001380001",  # 12 digits
+        "+86138001380001",  # 12 digits after the prefix
+        "1380013800a",  # a letter
+        "abcdefghijk",
+        "",
+        "+86",
+        "138.0013.8000",  # dots are not among the accepted separators
+        "１３８００１３８０００",  # full-width digits are not ASCII digits
+        "+8513800138000",  # another country code
+    ],
+)
+def test_msisdn_that_is_not_11_national_digits_is_rejected(raw: str) -> None:
+    """Anything that is not an 11-digit national number after stripping is rejected."""
+    with pytest.raises(CanonicalError):
+        canonical_msisdn(raw)
+
+
+@pytest.mark.parametrize("raw", [13800138000, None, 1.38e10, b"13800138000", ["13800138000"]])
+def test_msisdn_non_string_is_rejected(raw: object) -> None:
+    """A msisdn must be text; numbers, bytes, lists and null are rejected."""
+    with pytest.raises(CanonicalError):
+        canonical_msisdn(raw)
+
+
+def test_canonical_error_is_a_value_error() -> None:
+    """CanonicalError is a ValueError, so validators turn it into a schema error."""
+    assert issubclass(CanonicalError, ValueError)
+
+
+@given(msisdns, st.sampled_from(["", "+86", "0086", "86", "+86 ", "0086-"]))
+def test_msisdn_canonical_form_is_idempotent_over_prefixes(national: str, prefix: str) -> None:
+    """Any accepted prefix in front of a national number canonicalises to that number."""
+    assert canonical_msisdn(prefix + national) == national
+    assert canonical_msisdn(canonical_msisdn(prefix + national)) == national
+
+
+# --- port codes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["1069", "106900011234", "10690001"])
+def test_port_of_digits_is_kept_as_is(raw: str) -> None:
+    """A port code of ASCII digits is its own canonical form (extensions included)."""
+    assert canonical_port(raw) == raw
+
+
+@pytest.mark.parametrize(
+    "raw", ["1069a", "1069-0001", "+1069", "", "１０６９", "10 69", None, True, 1.5, ["1069"]]
+)
+def test_port_that_is_not_digits_only_is_rejected(raw: object) -> None:
+    """Port codes are digits only: letters, signs, inner spaces, non-ASCII digits fail."""
+    with pytest.raises(CanonicalError):
+        canonical_port(raw)
+
+
+# --- keywords ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("TD", "td"),
+        ("Ｔ", "t"),  # full-width letter, NFKC
+        ("ＴＤ", "td"),
+        ("  td  ", "td"),
+        ("\ttd\n", "td"),
+        ("　退订　", "退订"),  # ideographic spaces
+        ("退订。", "退订"),
+        ("【退订】", "退订"),
+        ("!!STOP!!", "stop"),
+        ("“Unsubscribe”", "unsubscribe"),
+        ("Straße", "strasse"),  # case folding, not just lower()
+        ("t.d", "t.d"),  # inner punctuation stays
+        ("t d", "t d"),  # inner whitespace stays
+        ("", ""),
+        ("   ", ""),
+        ("。！？", ""),
+    ],
+)
+def test_normalize_keyword_nfkc_casefold_and_trim(raw: str, expected: str) -> None:
+    """Keywords compare after NFKC, case folding and trimming spaces/punctuation at the ends."""
+    assert normalize_keyword(raw) == expected
+
+
+@given(st.text())
+def test_normalize_keyword_is_idempotent(text: str) -> None:
+    """Normalising twice gives the same result as once."""
+    once = normalize_keyword(text)
+    assert normalize_keyword(once) == once
+
+
+# --- signatures -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["【 Taobao 】", "【TAOBAO】", "Taobao", " taobao ", "【ｔａｏｂａｏ】"]
+)
+def test_signature_forms_normalise_to_the_same_key(raw: str) -> None:
+    """【 Taobao 】, 【TAOBAO】 and full-width forms all match signature 'taobao'."""
+    assert canonical_signature(raw) == "taobao"
+
+
+@pytest.mark.parametrize("raw", [None, "", "【】", "【 】", "  ", "【。】"])
+def test_empty_signature_is_no_signature(raw: str | None) -> None:
+    """An absent or empty 【】 signature is no signature (None)."""
+    assert canonical_signature(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "expected"),
+    [
+        ("Alipay", "【Taobao】hello", "alipay"),  # the field wins over the text
+        (None, "【Taobao】hello", "taobao"),  # leading
+        (None, "  【Taobao】hello", "taobao"),  # leading after whitespace
+        (None, "hello【Taobao】", "taobao"),  # trailing
+        (None, "hello【Taobao】  ", "taobao"),  # trailing before whitespace
+        (None, "【Taobao】hello【JD】", "taobao"),  # leading before trailing
+        (None, "hello 【Taobao】 world", None),  # in the middle: neither leading nor trailing
+        (None, "hello", None),
+        (None, "【】hello", None),  # empty 【】 is no signature
+        (None, "hello【】", None),
+        (None, "【 TAOBAO 】hello", "taobao"),
+        (None, "[Taobao]hello", None),  # ASCII brackets are not 【】
+    ],
+)
+def test_extract_signature_field_then_leading_then_trailing(
+    field: str | None, text: str, expected: str | None
+) -> None:
+    """Signature of an mt: the field if present, else a leading 【…】, else a trailing one."""
+    assert extract_signature(field, text) == expected
+
+
+# --- masking, hashing, partitioning -----------------------------------------------------
+
+
+def test_mask_msisdn_keeps_first_three_and_last_four() -> None:
+    """The masked form is like 138****8000."""
+    assert mask_msisdn("13800138000") == "138****8000"
+
+
+@given(msisdns)
+def test_masked_msisdn_never_reveals_the_middle_digits(msisdn: str) -> None:
+    """Masking hides digits 4-7 and never equals or contains the number."""
+    masked = mask_msisdn(msisdn)
+    assert re.fullmatch(r"1\d{2}\*{4}\d{4}", masked)
+    assert msisdn not in masked
+
+
+def test_msisdn_hash_is_key_id_and_hmac_sha256_hex() -> None:
+    """msisdn_hash is `<key id>:<hex HMAC-SHA256>` of the canonical msisdn with the secret."""
+    h = MsisdnHasher(b"s3cret", "k7")("13800138000")
+    expected = hmac.new(b"s3cret", b"13800138000", hashlib.sha256).hexdigest()
+    assert h == f"k7:{expected}"
+    assert re.fullmatch(r"k7:[0-9a-f]{64}", h)
+
+
+def test_msisdn_hash_changes_with_the_secret_and_key_id() -> None:
+    """Rotating the secret (and its key id) changes the hash; same secret is stable."""
+    a = MsisdnHasher(b"secret-1", "k1")("13800138000")
+    b = MsisdnHasher(b"secret-2", "k2")("13800138000")
+    assert a != b
+    assert a.split(":")[1] != b.split(":")[1]
+    assert MsisdnHasher(b"secret-1", "k1")("13800138000") == a
+
+
+def test_msisdn_hasher_refuses_an_empty_secret() -> None:
+    """An empty secret would make hashes guessable; it is refused."""
+    with pytest.raises(ValueError):
+        MsisdnHasher(b"", "k1")
+
+
+@pytest.mark.parametrize(
+    ("key", "java_murmur2"),
+    [
+        ("21", -973932308),
+        ("foobar", -790332482),
+        ("a-little-bit-long-string", -985981536),
+        ("abc", 479470107),
+    ],
+)
+def test_partition_for_matches_kafka_java_default_partitioner(key: str, java_murmur2: int) -> None:
+    """partition_for is Java's murmur2 partitioner (vectors from Kafka's UtilsTest)."""
+    for n in (1, 3, 8, 1000):
+        assert partition_for(key, n) == (java_murmur2 & 0x7FFFFFFF) % n
+
+
+@given(msisdns, st.integers(min_value=1, max_value=1024))
+def test_partition_for_is_in_range_and_deterministic(msisdn: str, n: int) -> None:
+    """The partition of a msisdn is within [0, n) and always the same."""
+    p = partition_for(msisdn, n)
+    assert 0 <= p < n
+    assert partition_for(msisdn, n) == p
+
+
+@given(st.binary(max_size=64))
+def test_murmur2_equals_kafka_python_s(data: bytes) -> None:
+    """smsmon's faster murmur2 gives kafka-python's result for any bytes (every tail length)."""
+    from kafka.partitioner.default import murmur2 as reference
+
+    from smsmon.contract.canonical import murmur2
+
+    assert murmur2(data) == reference(data)
