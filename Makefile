@@ -22,10 +22,11 @@ install: $(BIN)/smsmon ## Create .venv and install smsmon with dev tools
 broker: ## Fetch the pinned Apache Kafka jars from Maven Central (cached)
 	scripts/kafka-local.sh fetch
 
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install ## ruff (lint + format check), mypy --strict and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: install broker ## All tests: unit, integration, then the (long) fault-injection tests
 	$(BIN)/pytest -m "not integration" -q

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from smsmon.agents.pipeline import send_failed
+from smsmon.agents.emit import fail_fast, publish_alert, send_failed
 from smsmon.config.settings import Settings
 from smsmon.contract.models import Alert
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
@@ -148,8 +148,6 @@ class Aggregation:
                 self.process_batch(batch)
                 await self.out.flush()
             except Exception:
-                from smsmon.agents.pipeline import fail_fast
-
                 fail_fast("aggregate_counts batch")
             yield None
 
@@ -189,8 +187,6 @@ class Aggregation:
             self._publish(alert, t_batch)
 
     def _publish(self, alert: Alert, t_in: float) -> None:
-        from smsmon.agents.pipeline import publish_alert
-
         publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
 
     def _top_subjects(self) -> None:

@@ -15,13 +15,12 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-import os
-import sys
 import time
-import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+from smsmon.agents.aggregation import Aggregation
+from smsmon.agents.emit import fail_fast, publish_alert, send_failed
 from smsmon.config.settings import Settings
 from smsmon.contract.canonical import MsisdnHasher, partition_for
 from smsmon.contract.codec import (
@@ -31,16 +30,16 @@ from smsmon.contract.codec import (
     dead_letter,
     decode_event,
     decode_model,
-    encode_alert,
 )
 from smsmon.contract.models import Alert, Complaint, ConsentRecord, MtEvent
+from smsmon.contract.times import to_ms
 from smsmon.rules.consent import ConsentState, RecentSenders
 from smsmon.rules.content.checks import content_checker
 from smsmon.rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
-from smsmon.rules.reference import ReferenceBook
+from smsmon.rules.reference import ReferenceBook, apply_reference
 from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
 from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
-from smsmon.streams.loader import ReferenceLoader, apply_reference
+from smsmon.streams.loader import ReferenceLoader
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
 from smsmon.streams.tables import TableWriter
@@ -142,65 +141,6 @@ class TableState:
         self.subscribers.set_recent(msisdn.encode(), senders, self.writer)
 
 
-def publish_alert(
-    out: BatchOutput,
-    settings: Settings,
-    metrics: Metrics,
-    book: ReferenceBook,
-    alert: Alert,
-    t_in: float,
-) -> None:
-    """Queue an alert unless an exemption covers it (then only count it as suppressed)."""
-    sev = alert.severity.value
-    if book.exemptions.by_id and book.exemptions.match(alert) is not None:
-        metrics.alerts_suppressed.labels(alert.rule, sev).inc()
-        return
-    latency = metrics.detection_latency
-
-    def acked() -> None:
-        latency.observe(time.monotonic() - t_in)
-
-    out.add(settings.topic_alerts, alert.alert_id.encode(), encode_alert(alert), on_ack=acked)
-    metrics.alerts.labels(alert.rule, sev).inc()
-
-
-def fail_fast(what: str) -> None:
-    """Stop the process at once after an unexpected batch-level error.
-
-    Records that break a rule are isolated per record (dead letters); an error outside that
-    isolation means a bug or a broken Kafka connection. Faust would restart the agent and
-    its `take_events` would ack the failed batch on the way out, losing it. Exiting before
-    anything is acked or committed makes the restarted worker process the batch again.
-    """
-    # The stack, not the exception's message: a message may quote subscriber data.
-    exc = sys.exc_info()[1]
-    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc is not None else ""
-    log.critical(
-        "%s failed with %s; exiting so the batch is processed again after restart\n%s",
-        what,
-        type(exc).__name__,
-        frames,
-    )
-    logging.shutdown()
-    os._exit(70)
-
-
-def send_failed(exc: BaseException, topic: str) -> None:
-    """A batch of output records was refused: exit before its inputs are committed.
-
-    The records were queued by a processed batch whose offsets Faust will commit after the
-    producer flush; the flush does not fail on a refused batch. Exiting now means the inputs
-    are processed again after the restart instead of their outputs being lost.
-    """
-    log.critical(
-        "sending to %s failed with %s; exiting so the inputs are processed again after restart",
-        topic,
-        type(exc).__name__,
-    )
-    logging.shutdown()
-    os._exit(70)
-
-
 def _header(message: Any, name: str) -> bytes | None:
     headers = message.headers or ()
     items: Iterable[tuple[str, bytes]] = headers.items() if isinstance(headers, dict) else headers
@@ -271,8 +211,6 @@ class Pipeline:
             settings.topic_complaints: "complaints",
             settings.topic_exemptions: "exemptions",
         }
-        from smsmon.agents.aggregation import Aggregation
-
         self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
 
     def _expected_sources(self, logical: int) -> list[str]:
@@ -465,7 +403,7 @@ class Pipeline:
                     ev = decode_event(m.value, m.key, ctx)
                     target = partition_for(ev.msisdn, n)
                     if not rekeyed:
-                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        ts_ms = to_ms(ev.ts)
                         if ts_ms > self._origin_ts.get(m.partition, -1):
                             self._origin_ts[m.partition] = ts_ms
                         if target != m.partition:
@@ -498,7 +436,7 @@ class Pipeline:
                         subscribers.set_flood(mkey, flood, event)
                         alerts.extend((a, t_in) for a in found)
                     else:
-                        ts_ms = int(ev.ts.timestamp() * 1000)
+                        ts_ms = to_ms(ev.ts)
                         self.stage1.on_other(
                             source, m.partition, m.offset, ts_ms, wall_ms, drives=not rekeyed
                         )

@@ -176,11 +176,6 @@ class MsisdnHasher:
         return f"{self._key_id}:{digest}"
 
 
-def digits_in(text: str) -> list[str]:
-    """All runs of digits in `text` (used by privacy scans in tests and tools)."""
-    return _DIGITS.findall(text)
-
-
 # json.dumps with any argument builds a JSONEncoder per call; one shared encoder, and no
 # check for circular references (the values encoded are plain trees built by our code).
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)

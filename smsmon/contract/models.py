@@ -26,14 +26,6 @@ _EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _DEFAULT_TZ = ZoneInfo("Asia/Shanghai")
 
 
-class Kind(StrEnum):
-    """Gateway event kinds."""
-
-    MT = "mt"
-    MO = "mo"
-    DLR = "dlr"
-
-
 class Category(StrEnum):
     """Declared (or judged) message categories."""
 

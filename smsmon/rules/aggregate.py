@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from smsmon.contract.canonical import compact_json
 from smsmon.contract.models import Alert
+from smsmon.contract.times import from_ms
 from smsmon.rules.traffic import (
     COMPLAINT_PREFIX,
     COMPLAINT_RATE,
@@ -34,10 +35,6 @@ from smsmon.rules.traffic import (
     aggregate_alert_id,
 )
 from smsmon.rules.windows import Watermarks
-
-
-def _dt(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 @dataclass(slots=True)
@@ -390,15 +387,15 @@ class Aggregator:
                 alert_id=aggregate_alert_id(COMPLAINT_RATE.id, dim, subject, start),
                 rule=COMPLAINT_RATE.id,
                 severity=COMPLAINT_RATE.severity,
-                ts=_dt(end),
+                ts=from_ms(end),
                 detected_at=detected_at,
                 subject_type=dim,
                 subject=subject,
                 port=subject if dim == DIM_PORT else None,
                 signature=subject if dim == DIM_SIGNATURE else None,
                 enterprise=st.enterprise,
-                window_start=_dt(start),
-                window_end=_dt(end),
+                window_start=from_ms(start),
+                window_end=from_ms(end),
                 observed=round(rate, 1),
                 threshold=cfg.complaint_per_million,
                 detail=f"{complaints} complaints against {sent} messages sent in this and the "
@@ -425,7 +422,7 @@ class Aggregator:
             alert_id=aggregate_alert_id(VOLUME_SPIKE.id, dim, subject, start),
             rule=VOLUME_SPIKE.id,
             severity=VOLUME_SPIKE.severity,
-            ts=_dt(start),
+            ts=from_ms(start),
             detected_at=detected_at,
             subject_type=dim,
             subject=subject,
@@ -433,8 +430,8 @@ class Aggregator:
             signature=subject if dim == DIM_SIGNATURE else None,
             account=subject if dim == "account" else None,
             enterprise=st.enterprise,
-            window_start=_dt(start),
-            window_end=_dt(end),
+            window_start=from_ms(start),
+            window_end=from_ms(end),
             observed=count,
             threshold=round(threshold, 3),
             baseline=None if baseline is None else round(baseline, 3),
@@ -480,14 +477,14 @@ class Aggregator:
             alert_id=aggregate_alert_id(PORT_SUBLET.id, DIM_PORT, port, start),
             rule=PORT_SUBLET.id,
             severity=PORT_SUBLET.severity,
-            ts=_dt(start),
+            ts=from_ms(start),
             detected_at=detected_at,
             subject_type="port",
             subject=port,
             port=port,
             enterprise=st.enterprise,
-            window_start=_dt(start),
-            window_end=_dt(end),
+            window_start=from_ms(start),
+            window_end=from_ms(end),
             observed=observed,
             threshold=min(cfg.sublet_signatures, cfg.sublet_accounts, cfg.sublet_ips),
             detail="; ".join(hits) + f" within {cfg.sublet.size_ms // 1000} s",

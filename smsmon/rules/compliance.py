@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,13 +14,12 @@ from smsmon.contract.models import (
     SignatureRecord,
     SignatureStatus,
 )
+from smsmon.contract.times import from_us, to_us
 from smsmon.rules import catalog as R
 from smsmon.rules.consent import ConsentState
 from smsmon.rules.reference import ReferenceBook
 
 ConsentLookup = Callable[[str, str], ConsentState | None]
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_US = dt.timedelta(microseconds=1)
 
 
 @dataclass(slots=True)
@@ -69,7 +67,7 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
         state = consent(event.msisdn, ent)
         if state is None:
             v.findings.append(Finding(R.CONSENT_MISSING, f"no consent recorded for {ent}"))
-        elif state.revoked and state.ts_us <= (event.ts - _EPOCH) // _US:
+        elif state.revoked and state.ts_us <= to_us(event.ts):
             # Judged as of the message's own ts: a revocation stamped after the message
             # does not apply to it. A replay after a crash finds the table already holding
             # revocations written by later records; without this the replayed messages
@@ -77,8 +75,7 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
             v.findings.append(
                 Finding(
                     R.CONSENT_REVOKED,
-                    f"consent to {ent} revoked as of "
-                    f"{dt.datetime.fromtimestamp(state.ts_us / 1e6, dt.UTC).isoformat()}",
+                    f"consent to {ent} revoked as of {from_us(state.ts_us).isoformat()}",
                 )
             )
     return v

@@ -25,6 +25,7 @@ from smsmon.contract.models import (
     MtEvent,
     Severity,
 )
+from smsmon.contract.times import to_ms, to_us
 from smsmon.rules import catalog as R
 from smsmon.rules.compliance import Finding, MtVerdict, check_mt
 from smsmon.rules.consent import (
@@ -41,26 +42,6 @@ Event = MtEvent | MoEvent | DlrEvent
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 W = TypeVar("W")
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
-_US = dt.timedelta(microseconds=1)
-
-
-def to_ms(ts: dt.datetime) -> int:
-    """Epoch milliseconds of an aware datetime (floor)."""
-    return (ts - _EPOCH) // _MS
-
-
-def to_us(ts: dt.datetime) -> int:
-    """Exact epoch microseconds of an aware datetime (consent order needs full precision)."""
-    return (ts - _EPOCH) // _US
-
-
-def from_ms(ms: int) -> dt.datetime:
-    """Aware UTC datetime of epoch milliseconds."""
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 class State(Protocol):

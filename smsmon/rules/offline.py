@@ -7,9 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from smsmon.contract.models import Alert, Complaint, ConsentRecord, DlrEvent, MoEvent, MtEvent
+from smsmon.contract.times import to_ms
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
 from smsmon.rules.consent import RecentSenders
 from smsmon.rules.engine import DictState, Engine, EngineConfig
@@ -35,16 +36,6 @@ class _Subjects:
 
 
 @dataclass
-class OfflineResult:
-    """Alerts and counts of one offline run."""
-
-    alerts: list[Alert] = field(default_factory=list)
-    events: int = 0
-    duplicates: int = 0
-    unsubscribes: dict[bool, int] = field(default_factory=lambda: {True: 0, False: 0})
-    late: int = 0
-
-
 class OfflineRunner:
     """Feeds records, in the order given (event-time order for an audit), through all rules."""
 
@@ -105,7 +96,7 @@ class OfflineRunner:
         self._offset += 1
         off = self._offset
         now = dt.datetime.now(dt.UTC)
-        wall = int(rec.ts.timestamp() * 1000)
+        wall = to_ms(rec.ts)
         if isinstance(rec, ConsentRecord):
             self.engine.on_consent(rec.msisdn, rec.enterprise, rec, self.state)
             return []

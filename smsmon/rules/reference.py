@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsmon.contract.canonical import canonical_signature
-from smsmon.contract.models import PortRecord, SignatureRecord
+from smsmon.config.settings import Settings
+from smsmon.contract.canonical import CanonicalError, canonical_signature
+from smsmon.contract.codec import DecodeContext, DecodeError, decode_model, port_key, signature_key
+from smsmon.contract.models import Exemption, PortRecord, SignatureRecord
 from smsmon.rules.exemptions import ExemptionBook
 
 MT_JOINS_MAX = 65_536
@@ -74,3 +76,58 @@ def signature_record_key(record: SignatureRecord) -> str:
     if key is None:
         raise ValueError("signature record has an empty signature")
     return key
+
+
+def apply_reference(
+    book: ReferenceBook,
+    settings: Settings,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    ctx: DecodeContext,
+) -> str:
+    """Validate one reference record and apply it to `book` (port, signature or exemption).
+
+    Raises DecodeError (with its dead-letter reason) and leaves the book unchanged.
+    """
+    if topic == settings.topic_ports:
+        code = port_key(key)
+        if value is None:
+            book.put_port(code, None)
+            return "port"
+        port = decode_model(PortRecord, value, ctx)
+        if port.port != code:
+            raise DecodeError("schema:key", "key and value name different ports")
+        book.put_port(code, port)
+        return "port"
+    if topic == settings.topic_exemptions:
+        try:
+            eid = (key or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("schema:key", "exemption key is not UTF-8") from None
+        if not eid:
+            raise DecodeError("schema:key", "exemption key is empty")
+        if value is None:
+            book.exemptions.put(eid, None)
+            return "exemption"
+        exemption = decode_model(Exemption, value, ctx)
+        if exemption.exemption_id != eid:
+            raise DecodeError("schema:key", "key and value name different exemptions")
+        try:
+            book.exemptions.put(eid, exemption)
+        except CanonicalError as exc:
+            raise DecodeError("schema:subject", str(exc)) from None
+        return "exemption"
+    sig = signature_key(key)
+    if value is None:
+        book.put_signature(sig, None)
+        return "signature"
+    record = decode_model(SignatureRecord, value, ctx)
+    try:
+        record_sig = signature_key(record.signature.encode())
+    except DecodeError:
+        raise DecodeError("schema:signature", "signature is empty after normalisation") from None
+    if record_sig != sig:
+        raise DecodeError("schema:key", "key and value name different signatures")
+    book.put_signature(sig, record)
+    return "signature"

@@ -19,6 +19,7 @@ from typing import Any
 
 from smsmon.contract.canonical import MsisdnHasher, compact_json, mask_msisdn, murmur2
 from smsmon.contract.models import Alert, Complaint, MtEvent, Severity
+from smsmon.contract.times import from_ms, to_ms
 from smsmon.rules import catalog as R
 from smsmon.rules.compliance import MtVerdict
 from smsmon.rules.windows import Windowing
@@ -171,20 +172,14 @@ def count_flood(
             subject=subject,
             msisdn_hash=subject,
             msisdn_masked=mask_msisdn(event.msisdn),
-            window_start=_dt(w),
-            window_end=_dt(cfg.flood.end(w)),
+            window_start=from_ms(w),
+            window_end=from_ms(cfg.flood.end(w)),
             observed=observed,
             threshold=threshold,
             detail=f"{observed} {what} within {cfg.flood.size_ms // 1000} s "
             f"(senders in window: {len(win.by_enterprise)}) exceeds {threshold}",
         )
     ]
-
-
-def _dt(ms: int) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 # -- partial counts ---------------------------------------------------------------------
@@ -356,7 +351,7 @@ def attribute_complaint(
         targets.append((DIM_SIGNATURE, sig))
     if targets:
         return targets
-    ts = int(complaint.ts.timestamp() * 1000)
+    ts = to_ms(complaint.ts)
     seen: set[tuple[str, str]] = set()
     for port, signature, mts in recent:
         if 0 <= ts - mts <= cfg.complaint_horizon_ms:
@@ -364,11 +359,6 @@ def attribute_complaint(
             if signature:
                 seen.add((DIM_SIGNATURE, signature))
     return sorted(seen)
-
-
-def group_offsets(offsets: list[int], after: int) -> int:
-    """How many of `offsets` lie beyond `after` (the stage-2 applied mark of the source)."""
-    return sum(1 for o in offsets if o > after)
 
 
 class Stage1:
@@ -447,7 +437,7 @@ class Stage1:
         `drives` False: the record is judged against the watermark but does not move it (a
         re-keyed record: its origin partition's watermark markers move it, see on_marker).
         """
-        ts_ms = int(event.ts.timestamp() * 1000)
+        ts_ms = to_ms(event.ts)
         if drives:
             wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
         else:
@@ -513,7 +503,7 @@ class Stage1:
         wall_ms: int,
     ) -> list[tuple[str, str]]:
         """Attribute and count a complaint; returns its targets (empty: unattributed)."""
-        ts_ms = int(complaint.ts.timestamp() * 1000)
+        ts_ms = to_ms(complaint.ts)
         # Complaints join event time; they don't drive it (gateway events define progress,
         # and a burst of complaints must not make the traffic it is about late).
         wm = self.watermark(logical, wall_ms)

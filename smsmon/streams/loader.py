@@ -19,67 +19,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from smsmon.config.settings import Settings
-from smsmon.contract.canonical import CanonicalError
-from smsmon.contract.codec import DecodeContext, DecodeError, decode_model, port_key, signature_key
-from smsmon.contract.models import Exemption, PortRecord, SignatureRecord
-from smsmon.rules.reference import ReferenceBook
+from smsmon.contract.codec import DecodeContext, DecodeError
+from smsmon.rules.reference import ReferenceBook, apply_reference
 
 log = logging.getLogger(__name__)
-
-
-def apply_reference(
-    book: ReferenceBook,
-    settings: Settings,
-    topic: str,
-    key: bytes | None,
-    value: bytes | None,
-    ctx: DecodeContext,
-) -> str:
-    """Validate one reference record and apply it to `book` (port, signature or exemption).
-
-    Raises DecodeError (with its dead-letter reason) and leaves the book unchanged.
-    """
-    if topic == settings.topic_ports:
-        code = port_key(key)
-        if value is None:
-            book.put_port(code, None)
-            return "port"
-        port = decode_model(PortRecord, value, ctx)
-        if port.port != code:
-            raise DecodeError("schema:key", "key and value name different ports")
-        book.put_port(code, port)
-        return "port"
-    if topic == settings.topic_exemptions:
-        try:
-            eid = (key or b"").decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError("schema:key", "exemption key is not UTF-8") from None
-        if not eid:
-            raise DecodeError("schema:key", "exemption key is empty")
-        if value is None:
-            book.exemptions.put(eid, None)
-            return "exemption"
-        exemption = decode_model(Exemption, value, ctx)
-        if exemption.exemption_id != eid:
-            raise DecodeError("schema:key", "key and value name different exemptions")
-        try:
-            book.exemptions.put(eid, exemption)
-        except CanonicalError as exc:
-            raise DecodeError("schema:subject", str(exc)) from None
-        return "exemption"
-    sig = signature_key(key)
-    if value is None:
-        book.put_signature(sig, None)
-        return "signature"
-    record = decode_model(SignatureRecord, value, ctx)
-    try:
-        record_sig = signature_key(record.signature.encode())
-    except DecodeError:
-        raise DecodeError("schema:signature", "signature is empty after normalisation") from None
-    if record_sig != sig:
-        raise DecodeError("schema:key", "key and value name different signatures")
-    book.put_signature(sig, record)
-    return "signature"
 
 
 def aiokafka_security(settings: Settings) -> dict[str, Any]:

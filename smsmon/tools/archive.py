@@ -48,7 +48,8 @@ from pydantic import TypeAdapter
 
 from smsmon.config.settings import Settings
 from smsmon.contract.models import Timestamp
-from smsmon.tools.audit import fast_ts_us, to_us
+from smsmon.contract.times import from_us, to_us
+from smsmon.tools.audit import fast_ts_us
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def record_date(
         us = (
             kafka_ms if kafka_ms is not None and kafka_ms >= 0 else time.time_ns() // 10**6
         ) * 1000
-    return (_EPOCH + dt.timedelta(microseconds=us)).astimezone(tz).date()
+    return from_us(us).astimezone(tz).date()
 
 
 def archive_line(topic_is_consent: bool, key: bytes | None, value: bytes | None, ts: int) -> bytes:

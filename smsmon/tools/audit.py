@@ -43,6 +43,7 @@ from smsmon.config.settings import Settings
 from smsmon.contract.canonical import mask_msisdn
 from smsmon.contract.codec import DecodeContext, DecodeError, decode_event, decode_model
 from smsmon.contract.models import Alert, Category, Complaint, ConsentRecord, MtEvent, Severity
+from smsmon.contract.times import EPOCH, from_us, naive_to_us, to_us
 from smsmon.tools.report import (
     DELAY_BUCKETS,
     NO_MARKETING_AFTER,
@@ -60,9 +61,6 @@ PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.csv", "*.csv.gz")
 LIST_FIELDS = frozenset({"accounts", "categories", "ports"})
 INT_FIELDS = frozenset({"segments", "max_per_minute", "schema_version"})
 BOOL_FIELDS = frozenset({"shared"})
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_NAIVE_EPOCH = dt.datetime(1970, 1, 1)  # noqa: DTZ001 (local wall-time arithmetic)
-_US = dt.timedelta(microseconds=1)
 # `"ts": <string or integer>` as a key of the top-level object. A `"` inside a JSON string is
 # always escaped, so `{` or `,` followed by `"ts"` cannot match inside a string value.
 _TS_RE = re.compile(rb'[{,]\s*"ts"\s*:\s*(?:"([^"\\]{1,40})"|(\d{1,20}))\s*[,}]')
@@ -244,10 +242,6 @@ def csv_record(header: Sequence[str], row: Sequence[str]) -> dict[str, Any]:
     return rec
 
 
-def to_us(ts: dt.datetime) -> int:
-    return (ts - _EPOCH) // _US
-
-
 def fast_ts_us(raw: bytes, hint: Any, tz: ZoneInfo) -> int | None:
     """Sort key of a record: its `ts` in epoch microseconds, read without decoding the
     record (None when that is not simple: the caller then decodes it properly)."""
@@ -275,8 +269,7 @@ def fast_ts_us(raw: bytes, hint: Any, tz: ZoneInfo) -> int | None:
         if ts.tzinfo is None:
             # = to_us(ts.replace(tzinfo=tz)) (local wall time, fold 0), without building
             # the aware datetime: about 1 µs less per record
-            offset = tz.utcoffset(ts)
-            return int((ts - _NAIVE_EPOCH) // _US - (offset // _US if offset else 0))
+            return naive_to_us(ts, tz)
         return to_us(ts)
     except (ValueError, OverflowError):
         return None
@@ -568,7 +561,7 @@ class Collector:
     def local(self, ts_us: int | None) -> str:
         if ts_us is None:
             return ""
-        ts = _EPOCH + dt.timedelta(microseconds=ts_us)
+        ts = from_us(ts_us)
         return ts.astimezone(self.tz).isoformat(timespec="seconds")
 
     # -- building the outputs ------------------------------------------------------------
@@ -580,7 +573,7 @@ class Collector:
         unit = "minute" if span_s <= 6 * 3600 else "hour" if span_s <= 31 * 86_400 else "day"
 
         def bucket(minute: int) -> dt.datetime:
-            local = (_EPOCH + dt.timedelta(minutes=minute)).astimezone(self.tz)
+            local = (EPOCH + dt.timedelta(minutes=minute)).astimezone(self.tz)
             local = local.replace(tzinfo=None, second=0, microsecond=0)
             if unit == "minute":
                 return local
@@ -783,7 +776,7 @@ class Audit:
 
     def load_reference(self) -> None:
         from smsmon.contract.models import PortRecord, SignatureRecord
-        from smsmon.streams.loader import apply_reference
+        from smsmon.rules.reference import apply_reference
 
         s = self.settings
         for label, paths, topic, model, key_field in (

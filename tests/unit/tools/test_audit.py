@@ -317,9 +317,8 @@ def test_audit_equals_the_offline_runner_including_aggregate_alerts(
     from smsmon.contract.codec import DecodeContext, decode_event, decode_model
     from smsmon.contract.models import ConsentRecord
     from smsmon.rules.offline import OfflineRunner
-    from smsmon.rules.reference import ReferenceBook
+    from smsmon.rules.reference import ReferenceBook, apply_reference
     from smsmon.rules.traffic import TrafficConfig
-    from smsmon.streams.loader import apply_reference
 
     s = settings()
     ctx = DecodeContext(tz=s.tz)
@@ -540,8 +539,7 @@ def test_archived_unsubscribe_revocations_keep_the_unsubscribe_cases(
     from smsmon.contract.codec import DecodeContext, decode_event, decode_model
     from smsmon.contract.models import ConsentRecord
     from smsmon.rules.engine import DictState, Engine
-    from smsmon.rules.reference import ReferenceBook
-    from smsmon.streams.loader import apply_reference
+    from smsmon.rules.reference import ReferenceBook, apply_reference
 
     s = settings()
     ctx = DecodeContext(tz=s.tz)
