@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import sys
@@ -23,42 +22,11 @@ def _producer(settings: Settings) -> Any:
     return KafkaProducer(linger_ms=20, acks="all", **kafka_client_config(settings))
 
 
-def tune_gc(threshold0: int) -> None:
-    """Collect the young generation every `threshold0` allocations instead of 700.
-
-    A batch's short-lived objects (decoded events, verdicts, output records) then die before
-    the first collection instead of being promoted; promoted ones had set off a full
-    collection every few batches, about 0.1 s each with nothing to collect. The older
-    generations keep Python's thresholds, so cyclic garbage is still collected."""
-    _, threshold1, threshold2 = gc.get_threshold()
-    gc.set_threshold(threshold0, threshold1, threshold2)
-
-
 def cmd_worker(settings: Settings, _: argparse.Namespace) -> int:
     """Run one Faust worker (more workers with the same app id share the partitions)."""
-    from faust.worker import Worker
-    from prometheus_client import CollectorRegistry, start_http_server
+    from smsmon.agents.worker import run_worker
 
-    from smsmon.admin import ensure_topics
-    from smsmon.agents.pipeline import Pipeline
-    from smsmon.streams.app import build_app
-    from smsmon.streams.metrics import Metrics
-
-    settings.require_secret()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    ensure_topics(settings)
-    registry = CollectorRegistry()
-    metrics = Metrics(registry)
-    wiring = build_app(settings)
-    Pipeline(settings, wiring, metrics).register()
-    start_http_server(settings.metrics_port, addr=settings.metrics_addr, registry=registry)
-    logging.getLogger("smsmon").info(
-        "metrics at http://%s:%d/metrics", settings.metrics_addr, settings.metrics_port
-    )
-    tune_gc(settings.gc_threshold0)
-    worker = Worker(wiring.app, loglevel=settings.log_level, redirect_stdouts=False)
-    worker.execute_from_commandline()
-    return 0
+    return run_worker(settings)
 
 
 def cmd_topics(settings: Settings, _: argparse.Namespace) -> int:

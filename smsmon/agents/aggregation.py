@@ -99,6 +99,8 @@ class Aggregation:
         self.aggregator = Aggregator(cfg, self._quota)
         self.progress: dict[int, Progress] = {}
         self.cfg = cfg
+        # subjects of the last published top list per subject type (gauge labels to remove)
+        self._top: dict[str, list[str]] = {}
         self.out = BatchOutput(wiring.app, on_error=send_failed)
         self.tables = TableWriter(self.out, settings.batched_changelog)
         self.store = SubjectCache(
@@ -198,9 +200,10 @@ class Aggregation:
         for dim, subject, count in closed:
             by_dim.setdefault(dim, []).append((count, subject))
         for dim, rows in by_dim.items():
-            for labels in list(gauge._metrics):  # drop the previous top list of this type
-                if labels[0] == dim:
-                    gauge.remove(*labels)
-            for count, subject in heapq.nlargest(10, rows):
+            for subject in self._top.pop(dim, ()):  # drop the previous top list of this type
+                gauge.remove(dim, subject)
+            top = heapq.nlargest(10, rows)
+            for count, subject in top:
                 gauge.labels(dim, subject).set(count)
+            self._top[dim] = [subject for _, subject in top]
         closed.clear()

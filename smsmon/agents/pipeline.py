@@ -38,6 +38,7 @@ from smsmon.rules.content.checks import content_checker
 from smsmon.rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
 from smsmon.rules.reference import ReferenceBook, apply_reference
 from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
+from smsmon.streams import faust_compat
 from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
 from smsmon.streams.loader import ReferenceLoader
 from smsmon.streams.metrics import Metrics
@@ -261,11 +262,9 @@ class Pipeline:
         # restore, the timer did not get to run and the gauge stayed 0 for the whole restore.
         self.metrics.recovering.set_function(self._recovering)
         app.on_rebalance_complete.connect(self._on_rebalance)
-        from smsmon.streams import faust_patches
-
-        faust_patches.on_standby_applied = self.metrics.standby_direct_writes.inc
+        faust_compat.set_standby_counter(self.metrics.standby_direct_writes.inc)
         s = self.settings
-        faust_patches.set_batch_sink(
+        faust_compat.set_batch_sink(
             frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic}),
             self.deliver,
             s.batch_max,
@@ -317,7 +316,7 @@ class Pipeline:
     async def deliver(self, messages: list[Any]) -> bool:
         """The records of `check_events`' topics, a batch straight from the consumer loop.
 
-        With the consumer loop's fast paths on (`SMSMON_FAST_DRAIN`, streams/faust_patches.py)
+        With the consumer loop's fast paths on (`SMSMON_FAST_DRAIN`, streams/faust_compat.py)
         the records skip Faust's conductor, `Event`s, the agent's stream buffer and its
         per-event acks; the agent above then receives nothing. The guarantees are the same:
         the records are tracked as unacknowledged (a rebalance waits for them), processed in
@@ -332,7 +331,7 @@ class Pipeline:
             rebalance.cancel()
             if not self.loader.ready.is_set() or consumer.suspend_flow.is_set():
                 return False
-        consumer._unacked_messages.update(messages)
+        faust_compat.mark_unacked(consumer, messages)
         try:
             async with self._out_lock:
                 self.process_batch([Delivery(m) for m in messages])
@@ -622,7 +621,7 @@ class Pipeline:
                 continue
             done = self._positions.get((tp.topic, tp.partition))
             if done is None:
-                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                committed = faust_compat.committed_offset(consumer, tp)
                 done = committed if committed is not None else high
             if high is None or done is None:
                 # Right after an assignment there is neither a highwater nor a position:
@@ -640,7 +639,7 @@ class Pipeline:
 def count_active(table: Any) -> int:
     """Exact number of entries of a table in this worker's active partitions."""
     store = table.data
-    dbs = getattr(store, "_dbs_for_actives", None)
+    dbs = faust_compat.rocks_active_dbs(store)
     if dbs is None:  # memory store: one dict (includes standby partitions)
         return len(store.data) if hasattr(store, "data") else len(table)
     # Faust keeps its changelog offset under a reserved key in every partition database.

@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     batched_changelog: bool = True
     # Faust's per-record consumer loop awaits each delivery through four tasks; deliveries
     # that cannot block are awaited directly, and standby changelog records are written to
-    # RocksDB directly (streams/faust_patches.py). The loop's seek fix is on either way.
+    # RocksDB directly (streams/faust_compat.py). The loop's seek fix is on either way.
     fast_drain: bool = True
     # How long the broker may hold a fetch that finds no new records. Faust fixes 1,500 ms;
     # while such a fetch for quiet partitions is in flight, aiokafka cannot fetch the busy

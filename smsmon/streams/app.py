@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ssl
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 
 from smsmon.config.settings import Settings
-from smsmon.streams.faust_patches import apply_fast_drain, set_fetch_max_wait
+from smsmon.streams.faust_compat import (
+    apply_fast_drain,
+    raise_producer_buffer,
+    require_supported_faust,
+    set_current_event,
+    set_fetch_max_wait,
+)
 
 # Agent and table names are part of Kafka topic names (changelogs, internal topics):
 # they are contract, never rename them casually.
@@ -71,9 +75,8 @@ def build_app(settings: Settings) -> Wiring:
     # Faust's producer buffer flushes synchronously once it holds 100 messages; a batch of
     # table writes (one changelog record per key) overflows that at once and stalls the
     # agent. Let a whole batch's changelog records queue; Faust still flushes before commit.
-    from faust.transport.producer import ProducerBuffer
-
-    ProducerBuffer.max_messages = max(ProducerBuffer.max_messages, settings.batch_max * 4)
+    require_supported_faust()
+    raise_producer_buffer(settings.batch_max * 4)
     apply_fast_drain(settings.fast_drain)
     set_fetch_max_wait(settings.fetch_max_wait_ms)
     app = faust.App(
@@ -154,4 +157,4 @@ def bind_event(event: Any) -> None:
     so before touching a table for a given record we bind that record's event: the
     state of an msisdn then lives in the partition smsmon's partitioner gives it.
     """
-    _current_event.set(weakref.ref(event))
+    set_current_event(event)

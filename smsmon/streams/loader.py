@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from smsmon.config.settings import Settings
 from smsmon.contract.codec import DecodeContext, DecodeError
 from smsmon.rules.reference import ReferenceBook, apply_reference
+from smsmon.streams.faust_compat import force_metadata_update
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,6 @@ class ReferenceLoader:
             parts = consumer.partitions_for_topic(topic)
             if parts:
                 return set(parts)
-            await consumer._client.force_metadata_update()
+            await force_metadata_update(consumer)
             await asyncio.sleep(0.5)
         raise RuntimeError(f"reference topic {topic} not found; is `smsmon worker` creating it?")

@@ -100,7 +100,7 @@ class Metrics:
         self.standby_direct_writes = Counter(
             "smsmon_standby_direct_writes_total",
             "Changelog records of standby table partitions written to RocksDB by smsmon's "
-            "direct path (streams/faust_patches.py); the rest take Faust's recovery path.",
+            "direct path (streams/faust_compat.py); the rest take Faust's recovery path.",
             registry=registry,
         )
         self.rebalances = Counter(

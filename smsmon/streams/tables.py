@@ -21,6 +21,7 @@ from typing import Any
 from rocksdict import WriteBatch
 
 from smsmon.streams.app import bind_event
+from smsmon.streams.faust_compat import rocks_index_drop, rocks_index_put, rocks_partition_db
 from smsmon.streams.output import BatchOutput
 
 _UNSET = object()
@@ -51,17 +52,16 @@ class TableWriter:
         partition = writer.message.partition
         pending = self._batches.get((table.name, partition))
         if pending is None:
-            db = store._db_for_partition(partition)
+            db = rocks_partition_db(store, partition)
             wb = WriteBatch(raw_mode=True) if store.use_rocksdict else db
             pending = self._batches[(table.name, partition)] = (db, wb)
         wb = pending[1]
         if value is None:
             wb.delete(key)  # a missing key is a no-op in RocksDB
-            with contextlib.suppress(KeyError):
-                del store._key_index[key]
+            rocks_index_drop(store, key)
         else:
             wb.put(key, value)
-            store._key_index[key] = partition
+            rocks_index_put(store, key, partition)
         self.out.add(changelog, key, value, partition=partition)  # None: tombstone
 
     def commit(self) -> None:
@@ -85,7 +85,7 @@ class TableWriter:
             bind_event(reader)
             value: bytes | None = table.get(key)
             return value
-        value = direct[0]._db_for_partition(reader.message.partition).get(key)
+        value = rocks_partition_db(direct[0], reader.message.partition).get(key)
         return value
 
     def direct_store(self, table: Any) -> tuple[Any, str] | None:

@@ -466,7 +466,7 @@ def rocksdb_contents(path: Path) -> tuple[dict[bytes, bytes], int | None]:
 def test_standby_copies_equal_the_changelogs(kenv: Env) -> None:
     """Two workers with one standby replica: every table partition in either worker's RocksDB,
     active or standby, holds exactly what its changelog says up to the persisted offset, and
-    standby records took smsmon's direct path (streams/faust_patches.py)."""
+    standby records took smsmon's direct path (streams/faust_compat.py)."""
     scenario = Builder(seed=21).build(stories=4_000)
     rows = event_rows(scenario.events)
     w1 = kenv.start_worker("w1")

@@ -140,7 +140,7 @@ def test_standby_replicas_default_to_one_and_are_bounded(monkeypatch: pytest.Mon
 def test_tune_gc_sets_the_young_generation_threshold_only() -> None:
     import gc
 
-    from smsmon.cli import tune_gc
+    from smsmon.agents.worker import tune_gc
 
     before = gc.get_threshold()
     try:

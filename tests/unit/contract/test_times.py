@@ -16,8 +16,8 @@ pytestmark = pytest.mark.unit
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # China has kept no daylight saving time since 1991: no local time in a gap or a fold.
 aware = st.datetimes(
-    min_value=dt.datetime(1992, 1, 1),
-    max_value=dt.datetime(2200, 1, 1),
+    min_value=dt.datetime(1992, 1, 1),  # noqa: DTZ001
+    max_value=dt.datetime(2200, 1, 1),  # noqa: DTZ001
     timezones=st.sampled_from([dt.UTC, SHANGHAI, dt.timezone(dt.timedelta(hours=-5))]),
 )
 epoch_us = st.integers(min_value=-(2**50), max_value=2**52)

@@ -1,4 +1,10 @@
-"""smsmon's copy of Faust's per-message consumer loop (faust-streaming 0.15.3): a fix and two
+"""Everything smsmon does to Faust's (and aiokafka's, RocksDB store's, prometheus_client's)
+internals, in one module: the only place that reads or replaces a private attribute of a
+dependency. `REPLACED_INTERNALS` lists each one with the upstream issue or the reason. Since
+these reach into one release's code, faust-streaming is pinned to `FAUST_VERSION` in
+pyproject.toml and the worker refuses to start on any other (`require_supported_faust`).
+
+The largest part is smsmon's copy of Faust's per-message consumer loop: two fixes and two
 fast paths.
 
 **The seek race (a fix).** After a rebalance Faust resumes the stream partitions and then
@@ -70,8 +76,6 @@ path has nothing of that partition in flight (see `StandbyApplier.apply`), so ea
 partition's changelog is applied in order; during a rebalance and the standby catch-up after
 it, Faust's path runs unchanged.
 
-Applied only to the Faust versions listed in `PATCHED_VERSIONS`, whose loop this copies;
-with any other version Faust's loop runs unchanged (with its race).
 `SMSMON_FAST_DRAIN=false` turns the two fast paths off: every record then takes Faust's
 `wait_first` delivery.
 """
@@ -81,18 +85,155 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-PATCHED_VERSIONS = ("0.15.3",)
+#: The faust-streaming release whose code this module copies and reaches into.
+FAUST_VERSION = "0.15.3"
+PATCHED_VERSIONS = (FAUST_VERSION,)
 _ORIGINAL: dict[str, Any] = {}
 _UNSET = object()
 
+#: Every internal of a dependency that smsmon reads or replaces, and why.
+REPLACED_INTERNALS: dict[str, str] = {
+    "faust.transport.consumer.Consumer._drain_messages": (
+        "replaced: the seek race (faust-streaming#216, #318; robinhood/faust#542, #681) and "
+        "the fast paths (per-record wait_first tasks)"
+    ),
+    "faust.transport.consumer.Consumer.perform_seek / seek, ThreadDelegateConsumer.seek_wait": (
+        "wrapped to count seeks for the seek-race check"
+    ),
+    "faust.tables.recovery.Recovery.on_recovery_completed / _resume_streams": (
+        "replaced: seek before resume, the order faust-streaming#217 gave _resume_streams"
+    ),
+    "faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer": (
+        "wrapped to set aiokafka's _fetch_max_wait_ms (Faust fixes 1,500 ms)"
+    ),
+    "aiokafka subscription state _position, consumer._thread._consumer": (
+        "read: the fetch position for the seek-race check"
+    ),
+    "faust.App.topics._tp_index, app._fetcher": (
+        "read: the channels of a partition; the fetcher restarted after a recovery"
+    ),
+    "faust.transport.consumer.Consumer._unacked_messages": (
+        "written: records of the batch path are tracked as unacked (a rebalance waits for them)"
+    ),
+    "faust.transport.consumer.Consumer._committed_offset": "read: lag of a never-fetched partition",
+    "faust.transport.producer.ProducerBuffer.max_messages": (
+        "raised: Faust flushes synchronously at 100 buffered messages"
+    ),
+    "faust.streams._current_event": (
+        "set: Faust's per-key table path (memory store, SMSMON_BATCHED_CHANGELOG=false) routes "
+        "by the current event; smsmon's own path takes the partition as an argument"
+    ),
+    "faust.stores.rocksdb.Store._db_for_partition / _dbs_for_actives / _key_index": (
+        "read and kept in step: table writes straight into a partition's RocksDB"
+    ),
+    "aiokafka.AIOKafkaConsumer._client.force_metadata_update": (
+        "called: the reference loader sees new partitions of the reference topics at once"
+    ),
+}
 
-#: The fast paths of the loop (off with `SMSMON_FAST_DRAIN=false`); the seek check is always on.
-_FAST = {"on": True}
+
+class UnsupportedFaust(RuntimeError):
+    """The installed faust-streaming is not the release this module was written for."""
+
+
+def require_supported_faust(version: str | None = None) -> None:
+    """Refuse to run on a faust-streaming other than `FAUST_VERSION`.
+
+    The loop fixes above copy that release's code; on another one they would silently not
+    apply (and Faust's record-loss race would be back), or apply to code that changed."""
+    if version is None:
+        import faust
+
+        version = str(faust.__version__)
+    if version not in PATCHED_VERSIONS:
+        raise UnsupportedFaust(
+            f"faust-streaming {version} is installed, but smsmon's Faust compatibility module "
+            f"(smsmon/streams/faust_compat.py) is written for {FAUST_VERSION} only: install "
+            f"faust-streaming=={FAUST_VERSION} (pyproject.toml pins it)"
+        )
+
+
+@dataclass
+class LoopHooks:
+    """The patched loop's configuration. Faust's loop is a class method replaced for the
+    whole process, so its configuration is process-wide too: this one object, set by
+    `apply_fast_drain` and `set_batch_sink`, read by the loop."""
+
+    #: The fast paths (off with `SMSMON_FAST_DRAIN=false`); the seek check is always on.
+    fast: bool = True
+    #: Called with the number of standby changelog records applied per fetched batch.
+    on_standby_applied: Callable[[int], None] | None = None
+    sink_topics: frozenset[str] = frozenset()
+    deliver: BatchSink | None = None
+    batch_max: int = 1000
+
+
+#: Returns True once the records were processed and acknowledged, False if it gave them up
+#: (a rebalance came first): then they are fetched again after the rebalance's seek.
+BatchSink = Callable[[list[Any]], Awaitable[bool]]
+
+HOOKS = LoopHooks()
+
+
+# -- small accessors: the rest of the worker never names a private attribute -------------
+
+
+def set_current_event(event: Any) -> None:
+    """Make `event` Faust's current event (for Faust's per-key table path only)."""
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+def raise_producer_buffer(max_messages: int) -> None:
+    """Let Faust's producer buffer hold `max_messages` before it flushes synchronously."""
+    from faust.transport.producer import ProducerBuffer
+
+    ProducerBuffer.max_messages = max(ProducerBuffer.max_messages, max_messages)
+
+
+def mark_unacked(consumer: Any, messages: list[Any]) -> None:
+    """Track records delivered outside Faust's streams as unacknowledged: a rebalance waits
+    for them and the commit stops below them until `consumer.ack` is called for each."""
+    consumer._unacked_messages.update(messages)
+
+
+def committed_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset Faust last committed for `tp` (None before the first commit)."""
+    value = getattr(consumer, "_committed_offset", {}).get(tp)
+    return None if value is None else int(value)
+
+
+def rocks_partition_db(store: Any, partition: int) -> Any:
+    """The RocksDB database of one partition of a Faust RocksDB store."""
+    return store._db_for_partition(partition)
+
+
+def rocks_active_dbs(store: Any) -> Any:
+    """`dbs()`: the active partitions' databases of a RocksDB store (None for other stores)."""
+    return getattr(store, "_dbs_for_actives", None)
+
+
+def rocks_index_put(store: Any, key: bytes, partition: int) -> None:
+    """Keep the store's key -> partition index in step with a direct write."""
+    store._key_index[key] = partition
+
+
+def rocks_index_drop(store: Any, key: bytes) -> None:
+    """Keep the store's key -> partition index in step with a direct delete."""
+    store._key_index.pop(key, None)
+
+
+async def force_metadata_update(consumer: Any) -> None:
+    """Ask an aiokafka consumer to refresh its cluster metadata now."""
+    await consumer._client.force_metadata_update()
 
 
 def _counting_seeks(original: Any) -> Any:
@@ -128,10 +269,9 @@ def patch_targets() -> dict[str, tuple[Any, str]]:
 def apply_fast_drain(enabled: bool) -> bool:
     """Install smsmon's copy of the consumer loop; True if its fast paths are on.
 
-    For the Faust versions in `PATCHED_VERSIONS` the copy is always installed, because it
-    also closes a race in Faust's loop after a seek (see `_drain_messages`); `enabled`
-    (`SMSMON_FAST_DRAIN`) turns only the fast paths on or off. Any other version runs
-    Faust's own loop and seeks, unchanged."""
+    The copy is always installed, because it also closes two races in Faust's loop (see the
+    module's docstring); `enabled` (`SMSMON_FAST_DRAIN`) turns only the fast paths on or off.
+    Raises `UnsupportedFaust` on a faust-streaming other than `FAUST_VERSION`."""
     import faust
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
@@ -140,22 +280,14 @@ def apply_fast_drain(enabled: bool) -> bool:
     for name, (cls, attr) in targets.items():
         if name not in _ORIGINAL:
             _ORIGINAL[name] = getattr(cls, attr)
-    if faust.__version__ not in PATCHED_VERSIONS:
-        for name, (cls, attr) in targets.items():
-            setattr(cls, attr, _ORIGINAL[name])
-        log.warning(
-            "faust-streaming %s: consumer loop not patched (written for %s)",
-            faust.__version__,
-            ", ".join(PATCHED_VERSIONS),
-        )
-        return False
+    require_supported_faust(str(faust.__version__))
     Consumer._drain_messages = _drain_messages  # type: ignore[method-assign]
     for name, (cls, attr) in targets.items():
         if name not in ("drain", "recovery_completed", "resume_streams"):
             setattr(cls, attr, _counting_seeks(_ORIGINAL[name]))
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
     Recovery._resume_streams = _resume_streams  # type: ignore[method-assign]
-    _FAST["on"] = enabled
+    HOOKS.fast = enabled
     return enabled
 
 
@@ -225,27 +357,17 @@ def blocker(consumer: Any) -> Callable[[Any], bool]:
     return may_block
 
 
-#: Called with the number of standby changelog records applied per fetched batch (the
-#: worker's metrics set it).
-on_standby_applied: Callable[[int], None] | None = None
-
-#: Returns True once the records were processed and acknowledged, False if it gave them up
-#: (a rebalance came first): then they are fetched again after the rebalance's seek.
-BatchSink = Callable[[list[Any]], Awaitable[bool]]
-
-
-class _Sink:
-    topics: frozenset[str] = frozenset()
-    deliver: BatchSink | None = None
-    batch_max = 1000
-
-
 def set_batch_sink(topics: frozenset[str], deliver: BatchSink | None, batch_max: int) -> None:
     """Records of `topics` go to `deliver` in batches (fast path 3) instead of through
     Faust's conductor and the agent's stream; `deliver` None removes the sink."""
-    _Sink.topics = topics if deliver is not None else frozenset()
-    _Sink.deliver = deliver
-    _Sink.batch_max = batch_max
+    HOOKS.sink_topics = topics if deliver is not None else frozenset()
+    HOOKS.deliver = deliver
+    HOOKS.batch_max = batch_max
+
+
+def set_standby_counter(count: Callable[[int], None] | None) -> None:
+    """Count the standby changelog records applied straight to RocksDB."""
+    HOOKS.on_standby_applied = count
 
 
 class StandbyApplier:
@@ -331,7 +453,7 @@ class StandbyApplier:
                     table.data.set_persisted_offset(tp, offset)
             self._persist.clear()
         if self.applied:
-            hook = on_standby_applied
+            hook = HOOKS.on_standby_applied
             if hook is not None:
                 hook(self.applied)
             self.applied = 0
@@ -356,10 +478,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
     acks_enabled_for = self.app.topics.acks_enabled_for
 
     # smsmon: the fast paths, and the seek check
-    fast = _FAST["on"]
-    deliver = _Sink.deliver if fast else None
-    sink_topics = _Sink.topics if deliver is not None else frozenset()
-    batch_max = _Sink.batch_max
+    fast = HOOKS.fast
+    deliver = HOOKS.deliver if fast else None
+    sink_topics = HOOKS.sink_topics if deliver is not None else frozenset()
+    batch_max = HOOKS.batch_max
     pending: list[Any] = []
     now = time.monotonic
     # what Faust's stream sensor records per event; its "stream idle" check reads it

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,10 +14,12 @@ from faust.stores.rocksdb import Store as RocksStore
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from smsmon.streams import faust_patches
-from smsmon.streams.faust_patches import StandbyApplier, apply_fast_drain, blocker
+from smsmon.streams import faust_compat
+from smsmon.streams.faust_compat import StandbyApplier, apply_fast_drain, blocker
 
 pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 class Queue:
@@ -62,35 +66,39 @@ def test_anything_that_could_block_takes_faust_s_path(why: dict[str, Any]) -> No
 
 
 def _restore_originals() -> None:
-    for name, (cls, attr) in faust_patches.patch_targets().items():
-        if name in faust_patches._ORIGINAL:
-            setattr(cls, attr, faust_patches._ORIGINAL[name])
+    for name, (cls, attr) in faust_compat.patch_targets().items():
+        if name in faust_compat._ORIGINAL:
+            setattr(cls, attr, faust_compat._ORIGINAL[name])
 
 
-def test_installed_for_the_pinned_faust_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = faust_patches._ORIGINAL.get("drain", Consumer._drain_messages)
+def test_installed_for_the_pinned_faust_and_refused_on_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = faust_compat._ORIGINAL.get("drain", Consumer._drain_messages)
     try:
         assert apply_fast_drain(True)
-        assert Consumer._drain_messages is faust_patches._drain_messages
-        assert Consumer.perform_seek.__wrapped__ is faust_patches._ORIGINAL["perform_seek"]
+        assert Consumer._drain_messages is faust_compat._drain_messages
+        assert Consumer.perform_seek.__wrapped__ is faust_compat._ORIGINAL["perform_seek"]
         from faust.tables.recovery import Recovery
 
-        assert Recovery.on_recovery_completed is faust_patches._on_recovery_completed
-        assert Recovery._resume_streams is faust_patches._resume_streams
+        assert Recovery.on_recovery_completed is faust_compat._on_recovery_completed
+        assert Recovery._resume_streams is faust_compat._resume_streams
         # the fast paths off: the loop (with its seek check) stays
         assert not apply_fast_drain(False)
-        assert Consumer._drain_messages is faust_patches._drain_messages
-        assert not faust_patches._FAST["on"]
+        assert Consumer._drain_messages is faust_compat._drain_messages
+        assert not faust_compat.HOOKS.fast
+        _restore_originals()
         import faust
 
         monkeypatch.setattr(faust, "__version__", "9.9.9")
-        assert not apply_fast_drain(True)
-        assert Consumer._drain_messages is original
-        assert Consumer.perform_seek is faust_patches._ORIGINAL["perform_seek"]
-        assert Recovery.on_recovery_completed is faust_patches._ORIGINAL["recovery_completed"]
+        with pytest.raises(faust_compat.UnsupportedFaust, match=r"faust-streaming 9\.9\.9"):
+            apply_fast_drain(True)
+        assert Consumer._drain_messages is original  # nothing half-installed
+        assert Consumer.perform_seek is faust_compat._ORIGINAL["perform_seek"]
+        assert Recovery.on_recovery_completed is faust_compat._ORIGINAL["recovery_completed"]
     finally:
         _restore_originals()
-        faust_patches._FAST["on"] = True
+        faust_compat.HOOKS.fast = True
 
 
 def test_a_seek_counts_when_it_starts_and_when_it_ends() -> None:
@@ -101,7 +109,7 @@ def test_a_seek_counts_when_it_starts_and_when_it_ends() -> None:
         return "done"
 
     consumer = SimpleNamespace()
-    wrapped = faust_patches._counting_seeks(original)
+    wrapped = faust_compat._counting_seeks(original)
     assert asyncio.run(wrapped(consumer, "tp", 3)) == "done"
     assert seen == [1] and consumer._smsmon_seeks == 2
 
@@ -193,7 +201,7 @@ class FakeConsumer:
 
 def drain(chunks: list[list[int]], on_deliver: Any) -> FakeConsumer:
     consumer = FakeConsumer(TP("sms.ref.consent", 3), chunks, on_deliver)
-    asyncio.run(faust_patches._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
+    asyncio.run(faust_compat._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
     return consumer
 
 
@@ -237,7 +245,7 @@ def test_records_fetched_after_the_seek_moved_the_position_are_delivered() -> No
     def run() -> FakeConsumer:
         consumer = FakeConsumer(TP("sms.ref.consent", 3), [list(range(0, 5))], on_deliver)
         consumer._smsmon_seeks = 1  # started before the fetch returned
-        asyncio.run(faust_patches._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
+        asyncio.run(faust_compat._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
         return consumer
 
     consumer = run()
@@ -313,7 +321,7 @@ def test_standby_records_are_written_in_order_and_their_offset_persisted_per_bat
 ) -> None:
     applier, recovery, log = standby_setup()
     counted: list[int] = []
-    monkeypatch.setattr(faust_patches, "on_standby_applied", counted.append)
+    monkeypatch.setattr(faust_compat.HOOKS, "on_standby_applied", counted.append)
     assert applier.apply(record(10, b"k1", b"v1"))
     assert applier.apply(record(11, b"k2", b"v2"))
     assert applier.apply(record(12, b"k1", None))  # a tombstone deletes
@@ -398,11 +406,11 @@ def sink() -> Any:
             await hook(consumer_box[0], batches[-1])
         return True
 
-    faust_patches.set_batch_sink(frozenset({"sms.events"}), deliver, 4)
+    faust_compat.set_batch_sink(frozenset({"sms.events"}), deliver, 4)
     try:
         yield SimpleNamespace(batches=batches, box=consumer_box, script=script)
     finally:
-        faust_patches.set_batch_sink(frozenset(), None, 1000)
+        faust_compat.set_batch_sink(frozenset(), None, 1000)
 
 
 def drain_events(chunks: list[list[int]], sink: Any, on_deliver: Any = None) -> FakeConsumer:
@@ -411,7 +419,7 @@ def drain_events(chunks: list[list[int]], sink: Any, on_deliver: Any = None) -> 
 
     consumer = FakeConsumer(TP("sms.events", 1), chunks, on_deliver or nothing)
     sink.box.append(consumer)
-    asyncio.run(faust_patches._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
+    asyncio.run(faust_compat._drain_messages(consumer, SimpleNamespace(_stopped=Flag())))
     return consumer
 
 
@@ -442,11 +450,11 @@ def test_sink_batches_leave_out_what_a_seek_made_stale(sink: Any) -> None:
 
 
 def test_with_the_fast_paths_off_the_sink_is_not_used(sink: Any) -> None:
-    faust_patches._FAST["on"] = False
+    faust_compat.HOOKS.fast = False
     try:
         consumer = drain_events([[0, 1, 2]], sink)
     finally:
-        faust_patches._FAST["on"] = True
+        faust_compat.HOOKS.fast = True
     assert sink.batches == []
     assert consumer.delivered == [0, 1, 2]
 
@@ -498,7 +506,7 @@ def fake_recovery(calls: list[str]) -> Any:
 @pytest.mark.parametrize("method", ["_on_recovery_completed", "_resume_streams"])
 def test_stream_partitions_are_sought_before_they_are_resumed(method: str) -> None:
     calls: list[str] = []
-    asyncio.run(getattr(faust_patches, method)(fake_recovery(calls), 3))
+    asyncio.run(getattr(faust_compat, method)(fake_recovery(calls), 3))
     assert calls == [
         "perform_seek",
         f"resume_partitions {[TP('sms.events', 0)]}",
@@ -514,8 +522,43 @@ def test_the_worker_consumer_gets_the_configured_fetch_wait(
 
     made = SimpleNamespace(_fetch_max_wait_ms=1500)
     monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, t: made)
-    monkeypatch.delitem(faust_patches._ORIGINAL, "create_worker_consumer", raising=False)
-    faust_patches.set_fetch_max_wait(100)
+    monkeypatch.delitem(faust_compat._ORIGINAL, "create_worker_consumer", raising=False)
+    faust_compat.set_fetch_max_wait(100)
     assert AIOKafkaConsumerThread._create_worker_consumer(object(), object()) is made
     assert made._fetch_max_wait_ms == 100
-    monkeypatch.delitem(faust_patches._ORIGINAL, "create_worker_consumer")
+    monkeypatch.delitem(faust_compat._ORIGINAL, "create_worker_consumer")
+
+
+def test_the_pinned_version_is_the_installed_one_and_the_one_pyproject_pins() -> None:
+    import tomllib
+
+    import faust
+
+    faust_compat.require_supported_faust()  # the venv's faust-streaming is accepted
+    assert faust.__version__ == faust_compat.FAUST_VERSION
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert f"faust-streaming=={faust_compat.FAUST_VERSION}" in pyproject["project"]["dependencies"]
+    with pytest.raises(faust_compat.UnsupportedFaust, match=r"install faust-streaming==0\.15\.3"):
+        faust_compat.require_supported_faust("0.11.3")
+
+
+# Private attributes of Faust, aiokafka, the RocksDB store or prometheus_client that smsmon
+# reaches: only the compatibility module may name them.
+PRIVATE_NAMES = re.compile(
+    r"\._(?:drain_messages|resume_streams|current_event|unacked_messages|committed_offset"
+    r"|db_for_partition|dbs_for_actives|key_index|tp_index|fetcher|client|thread|subscription"
+    r"|metrics|position|fetch_max_wait_ms|create_worker_consumer|slurp_changelogs)\b"
+    r"|\bProducerBuffer\b|faust\.streams\b"
+)
+
+
+def test_no_module_but_the_compatibility_module_names_a_dependency_s_internals() -> None:
+    offenders = []
+    for path in sorted((REPO / "smsmon").rglob("*.py")):
+        if path.name == "faust_compat.py":
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if PRIVATE_NAMES.search(code) and "self._" not in code:
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert offenders == []
