@@ -28,15 +28,18 @@ lint: install ## ruff (lint + format check), mypy --strict and the import layers
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install broker ## All tests: unit, integration, then the (long) fault-injection tests
+deps: ## The Debian packages the tests need (installed when run as root, else listed)
+	@if [ "$$(id -u)" -eq 0 ]; then scripts/test-deps.sh install; else scripts/test-deps.sh check; fi
+
+test: install deps broker ## All tests: unit, integration, then the (long) fault-injection tests
 	$(BIN)/pytest -m "not integration" -q
 	$(BIN)/pytest -m "integration and not reliability" -q
 	$(BIN)/pytest -m reliability -q
 
-test-integration: install broker ## Integration tests without the long fault-injection ones
+test-integration: install deps broker ## Integration tests without the long fault-injection ones
 	$(BIN)/pytest -m "integration and not reliability" -q
 
-test-reliability: install broker ## Fault-injection tests (kills, rebalances, broker restart, SASL)
+test-reliability: install deps broker ## Fault-injection tests (kills, rebalances, broker restart, SASL)
 	$(BIN)/pytest -m reliability -q
 
 test-unit: install ## Unit tests only (no broker)
@@ -56,4 +59,4 @@ schemas: install ## Re-export JSON Schemas of the wire contract into docs/schema
 clean: ## Remove local state (venv kept)
 	rm -rf data .demo .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install broker lint test test-reliability test-unit demo schemas clean
+.PHONY: help install broker deps lint test test-integration test-reliability test-unit demo schemas clean

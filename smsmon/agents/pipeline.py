@@ -14,9 +14,11 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from smsmon.agents.aggregation import Aggregation
@@ -159,6 +161,18 @@ class Delivery:
 
     def __init__(self, message: Any) -> None:
         self.message = message
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the steps of one `process_batch` share."""
+
+    ctx: DecodeContext
+    now: dt.datetime
+    t_batch: float
+    wall_ms: int
+    kinds: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    alerts: list[tuple[Alert, float]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -376,134 +390,165 @@ class Pipeline:
     # -- batch processing -----------------------------------------------------------------
 
     def process_batch(self, batch: list[Any]) -> None:
-        """Handle one batch in order, then write tables once per key and publish."""
-        s, metrics, state = self.settings, self.metrics, self.state
-        ctx = self.context()
-        now = dt.datetime.now(dt.UTC)
-        t_batch = time.monotonic()
-        n = s.partitions
-        kinds: collections.Counter[tuple[str, str]] = collections.Counter()
-        alerts: list[tuple[Alert, float]] = []
-        wall_ms = int(time.time() * 1000)
-        subscribers = state.subscribers
+        """Handle one batch in partition order, then write tables once per key and publish.
+
+        The steps: each record is routed by its topic (or, on the re-keying topic, by its
+        origin header) to one handler; a handler forwards a record that sits in the wrong
+        partition, skips a repeated id, or runs the rules against the batch's overlay of the
+        tables; a record that cannot be decoded or that raises goes to the dead letters.
+        Then `_finish_batch` writes the tables, sends the watermark markers and stage-1
+        partials, counts, and queues the alerts."""
+        b = _Batch(
+            self.context(), dt.datetime.now(dt.UTC), time.monotonic(), int(time.time() * 1000)
+        )
         late_before = self.stage1.late
-        metrics.batch_size.observe(len(batch))
+        self.metrics.batch_size.observe(len(batch))
         positions = self._positions
+        handlers = self._handlers
+        state = self.state
         for event in batch:
             m = event.message
-            topic = m.topic
-            positions[(topic, m.partition)] = m.offset + 1
-            rekeyed = topic == s.rekey_topic
+            positions[(m.topic, m.partition)] = m.offset + 1
+            rekeyed = m.topic == self.settings.rekey_topic
             origin = _header(m, ORIGIN_HEADER) if rekeyed else None
             bind_event(event)
             state.writer = event
             try:
-                if topic == s.topic_events or origin == ORIGIN_EVENTS:
-                    ev = decode_event(m.value, m.key, ctx)
-                    target = partition_for(ev.msisdn, n)
-                    if not rekeyed:
-                        ts_ms = to_ms(ev.ts)
-                        if ts_ms > self._origin_ts.get(m.partition, -1):
-                            self._origin_ts[m.partition] = ts_ms
-                        if target != m.partition:
-                            self._forward(m, target, ORIGIN_EVENTS, "events")
-                            source = f"e{m.partition}"
-                            self.stage1.on_progress(source, m.partition, ts_ms, wall_ms)
-                            continue
-                    if self.dedup.seen(ev.event_id):
-                        metrics.duplicates.inc()
-                        continue
-                    out = self.engine.on_event(ev, state, now)
-                    kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
-                    t_in = m.time_in if m.time_in is not None else t_batch
-                    alerts.extend((a, t_in) for a in out.alerts)
-                    source = f"{'r' if rekeyed else 'e'}{m.partition}"
-                    if isinstance(ev, MtEvent) and out.verdict is not None:
-                        mkey = ev.msisdn.encode()
-                        flood = subscribers.flood(mkey)
-                        found = self.stage1.on_mt(
-                            source,
-                            m.partition,
-                            m.offset,
-                            ev,
-                            out.verdict,
-                            flood,
-                            wall_ms,
-                            now,
-                            drives=not rekeyed,
-                        )
-                        subscribers.set_flood(mkey, flood, event)
-                        alerts.extend((a, t_in) for a in found)
-                    else:
-                        ts_ms = to_ms(ev.ts)
-                        self.stage1.on_other(
-                            source, m.partition, m.offset, ts_ms, wall_ms, drives=not rekeyed
-                        )
-                    if out.unsubscribe is not None:
-                        metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
-                    for rec in out.revocations:
-                        self._publish_consent(rec)
-                elif topic == s.topic_complaints or origin == ORIGIN_COMPLAINTS:
-                    complaint = decode_model(Complaint, m.value, ctx)
-                    target = partition_for(complaint.msisdn, n)
-                    if not rekeyed and target != m.partition:
-                        self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
-                        continue
-                    if self.dedup.seen("c:" + complaint.complaint_id):
-                        metrics.duplicates.inc()
-                        continue
-                    source = f"{'r' if rekeyed else 'c'}{m.partition}"
-                    recent = state.recent(complaint.msisdn).marketing()
-                    targets = self.stage1.on_complaint(
-                        source, m.partition, m.offset, complaint, recent, wall_ms
-                    )
-                    metrics.complaints.labels("true" if targets else "false").inc()
-                elif topic == s.topic_consent or origin == ORIGIN_CONSENT:
-                    msisdn, ent = consent_key(m.key)
-                    target = partition_for(msisdn, n)
-                    if not rekeyed and target != m.partition:
-                        self._forward(m, target, ORIGIN_CONSENT, "consent")
-                        continue
-                    record = None
-                    if m.value is not None:
-                        record = decode_model(ConsentRecord, m.value, ctx)
-                        if (record.msisdn, record.enterprise) != (msisdn, ent):
-                            raise DecodeError("schema:key", "key and value name different pairs")
-                    result = self.engine.on_consent(msisdn, ent, record, state)
-                    metrics.consent_updates.labels("deleted" if record is None else result).inc()
-                elif origin == ORIGIN_WATERMARK:
-                    mark = (_header(m, WATERMARK_HEADER) or b"").decode()
-                    from_p, _, mark_ts = mark.partition(":")
-                    self.stage1.on_marker(
-                        f"r{m.partition}",
-                        f"m{int(from_p)}.{m.partition}",
-                        m.partition,
-                        m.offset,
-                        int(mark_ts),
-                        wall_ms,
-                    )
-                else:
+                handler = handlers.get((origin or b"") if rekeyed else m.topic)
+                if handler is None:
                     raise DecodeError("schema:origin", "re-keyed record without a known origin")
+                handler(b, event, m, rekeyed)
             except DecodeError as exc:
                 self._dead_letter(m, exc.reason, exc.error)
             except Exception as exc:  # a poison record must never stop the worker
-                metrics.processing_errors.labels("rules").inc()
+                self.metrics.processing_errors.labels("rules").inc()
                 log.error(
                     "record %s[%d]@%d raised %s; sent to dead letters",
-                    topic,
+                    m.topic,
                     m.partition,
                     m.offset,
                     type(exc).__name__,
                 )
                 self._dead_letter(m, "processing", type(exc).__name__)
+        self._finish_batch(b, late_before)
+
+    @functools.cached_property
+    def _handlers(self) -> dict[str | bytes, Callable[[_Batch, Any, Any, bool], None]]:
+        """Record handler by topic, and by origin header for the re-keying topic."""
+        s = self.settings
+        return {
+            s.topic_events: self._on_gateway_event,
+            ORIGIN_EVENTS: self._on_gateway_event,
+            s.topic_complaints: self._on_complaint,
+            ORIGIN_COMPLAINTS: self._on_complaint,
+            s.topic_consent: self._on_consent,
+            ORIGIN_CONSENT: self._on_consent,
+            ORIGIN_WATERMARK: self._on_marker,
+        }
+
+    def _on_gateway_event(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
+        """A gateway event: forward it if misplaced, skip a repeated id, else run the rules
+        and stage 1."""
+        ev = decode_event(m.value, m.key, b.ctx)
+        target = partition_for(ev.msisdn, self.settings.partitions)
+        if not rekeyed:
+            ts_ms = to_ms(ev.ts)
+            if ts_ms > self._origin_ts.get(m.partition, -1):
+                self._origin_ts[m.partition] = ts_ms
+            if target != m.partition:
+                self._forward(m, target, ORIGIN_EVENTS, "events")
+                self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
+                return
+        if self.dedup.seen(ev.event_id):
+            self.metrics.duplicates.inc()
+            return
+        out = self.engine.on_event(ev, self.state, b.now)
+        b.kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
+        t_in = m.time_in if m.time_in is not None else b.t_batch
+        b.alerts.extend((a, t_in) for a in out.alerts)
+        source = f"{'r' if rekeyed else 'e'}{m.partition}"
+        if isinstance(ev, MtEvent) and out.verdict is not None:
+            subscribers = self.state.subscribers
+            mkey = ev.msisdn.encode()
+            flood = subscribers.flood(mkey)
+            found = self.stage1.on_mt(
+                source,
+                m.partition,
+                m.offset,
+                ev,
+                out.verdict,
+                flood,
+                b.wall_ms,
+                b.now,
+                drives=not rekeyed,
+            )
+            subscribers.set_flood(mkey, flood, event)
+            b.alerts.extend((a, t_in) for a in found)
+        else:
+            self.stage1.on_other(
+                source, m.partition, m.offset, to_ms(ev.ts), b.wall_ms, drives=not rekeyed
+            )
+        if out.unsubscribe is not None:
+            self.metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
+        for rec in out.revocations:
+            self._publish_consent(rec)
+
+    def _on_complaint(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
+        """A 12321 complaint: forward it if misplaced, skip a repeated id, else attribute it
+        to the subscriber's recent marketing senders (stage 1)."""
+        complaint = decode_model(Complaint, m.value, b.ctx)
+        target = partition_for(complaint.msisdn, self.settings.partitions)
+        if not rekeyed and target != m.partition:
+            self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
+            return
+        if self.dedup.seen("c:" + complaint.complaint_id):
+            self.metrics.duplicates.inc()
+            return
+        source = f"{'r' if rekeyed else 'c'}{m.partition}"
+        recent = self.state.recent(complaint.msisdn).marketing()
+        targets = self.stage1.on_complaint(
+            source, m.partition, m.offset, complaint, recent, b.wall_ms
+        )
+        self.metrics.complaints.labels("true" if targets else "false").inc()
+
+    def _on_consent(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
+        """A consent record (or its tombstone): forward it if misplaced, else merge it."""
+        msisdn, ent = consent_key(m.key)
+        target = partition_for(msisdn, self.settings.partitions)
+        if not rekeyed and target != m.partition:
+            self._forward(m, target, ORIGIN_CONSENT, "consent")
+            return
+        record = None
+        if m.value is not None:
+            record = decode_model(ConsentRecord, m.value, b.ctx)
+            if (record.msisdn, record.enterprise) != (msisdn, ent):
+                raise DecodeError("schema:key", "key and value name different pairs")
+        result = self.engine.on_consent(msisdn, ent, record, self.state)
+        self.metrics.consent_updates.labels("deleted" if record is None else result).inc()
+
+    def _on_marker(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
+        """A watermark marker an events partition sent after its forwards (docs/traffic.md)."""
+        mark = (_header(m, WATERMARK_HEADER) or b"").decode()
+        from_p, _, mark_ts = mark.partition(":")
+        self.stage1.on_marker(
+            f"r{m.partition}",
+            f"m{int(from_p)}.{m.partition}",
+            m.partition,
+            m.offset,
+            int(mark_ts),
+            b.wall_ms,
+        )
+
+    def _finish_batch(self, b: _Batch, late_before: int) -> None:
+        """Write the batch's tables, send markers and stage-1 partials, count, publish."""
         self._flush_tables()
-        self._send_markers(wall_ms)
-        for q, partial in self.stage1.flush(wall_ms):
-            self.out.add(s.counts_topic, None, partial.encode(), partition=q)
-        metrics.late_events.inc(self.stage1.late - late_before)
-        for (kind, category), count in kinds.items():
-            metrics.events.labels(kind, category).inc(count)
-        for alert, t_in in alerts:
+        self._send_markers(b.wall_ms)
+        for q, partial in self.stage1.flush(b.wall_ms):
+            self.out.add(self.settings.counts_topic, None, partial.encode(), partition=q)
+        self.metrics.late_events.inc(self.stage1.late - late_before)
+        for (kind, category), count in b.kinds.items():
+            self.metrics.events.labels(kind, category).inc(count)
+        for alert, t_in in b.alerts:
             self._publish_alert(alert, t_in)
 
     def _flush_tables(self) -> None:

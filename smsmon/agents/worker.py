@@ -23,8 +23,8 @@ def tune_gc(threshold0: int) -> None:
     """Collect the young generation every `threshold0` allocations instead of 700.
 
     A batch's short-lived objects (decoded events, verdicts, output records) then die before
-    the first collection instead of being promoted; promoted ones had set off a full
-    collection every few batches, about 0.1 s each with nothing to collect. The older
+    the first collection instead of being promoted; promoted ones set off full collections
+    that found nothing to collect (docs/performance.md). The older
     generations keep Python's thresholds, so cyclic garbage is still collected."""
     _, threshold1, threshold2 = gc.get_threshold()
     gc.set_threshold(threshold0, threshold1, threshold2)

@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     # ones again, and events waited up to 1.5 s before processing (docs/performance.md).
     fetch_max_wait_ms: int = Field(default=100, ge=1, le=10_000)
     # Python's cyclic GC: objects allocated per batch outlived the default 700-allocation
-    # young generation, were promoted, and triggered a full collection (about 0.1 s, nothing
-    # collected) every few batches: about a tenth of the worker's time (docs/performance.md).
+    # young generation, were promoted, and triggered full collections that found nothing to
+    # collect (docs/performance.md).
     gc_threshold0: int = Field(default=100_000, ge=700)
     # Standby copies of each table partition kept by other workers of the group: a worker
     # that takes over a partition from a stopped one has its state at once (docs/reliability.md,

@@ -126,7 +126,8 @@ _UINT32 = struct.Struct("<I").unpack_from
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (Java client `Utils.murmur2`), as `kafka.partitioner.default.murmur2`
-    computes it, in about 60 % of its time (4-byte blocks read with `struct`, fewer masks)."""
+    computes it, faster (4-byte blocks read with `struct`, fewer masks; property-tested
+    against kafka-python's)."""
     length = len(data)
     h = 0x9747B28C ^ length
     n4 = length & ~3

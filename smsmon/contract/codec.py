@@ -74,7 +74,7 @@ class DecodeContext:
     def validation_context(self) -> dict[str, Any]:
         """The pydantic validation context: limits, timezone and the clock for the future-ts
         check. Without a fixed `now`, the clock is read at most once a second (building the
-        context per record was 3 % of an audit): a ts is then judged against a `now` up to
+        context per record was a visible part of an audit): a ts is judged against a `now` up to
         a second old, i.e. the allowed skew is at most a second shorter. Validators only read
         the context, so one dict serves every record of that second."""
         memo = self._memo

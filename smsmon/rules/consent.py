@@ -66,8 +66,7 @@ class RecentSender(NamedTuple):
 
     Also remembers that mt's signature and when the port last sent marketing to the
     subscriber (0 if never), which complaint attribution uses. Times in epoch milliseconds.
-    A named tuple: one is built per mt, and a frozen dataclass's `__init__` cost 2 % of an
-    audit.
+    A named tuple: one is built per mt, and a frozen dataclass's `__init__` is slower.
     """
 
     port: str

@@ -94,7 +94,7 @@ def build_app(settings: Settings) -> Wiring:
         table_standby_replicas=settings.standby_replicas,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         # Commit on the 1 s timer only: a commit every N acks ran inside the consumer loop,
-        # waiting there for the producer's flush and the commit round trip (7 % of the loop).
+        # waiting there for the producer's flush and the commit round trip.
         broker_commit_every=1_000_000_000,
         broker_commit_interval=1.0,
         producer_max_request_size=1_048_576,

@@ -17,9 +17,8 @@ MESSAGE ROFF", a debug line): they are never processed, never acknowledged, and 
 commits only up to the first unacknowledged offset (`_new_offset`: a gap at the head of the
 acked offsets returns None), that partition's committed offset never moves again. Seen in
 the two-worker phase of `make bench` as a `sms.ref.consent` partition stuck thousands of
-records short, its consent pairs missing and thousands of wrong `consent.missing` alerts (2
-of 14 quick runs before the fixes; 3 more lost records as described under "The resume
-race"). The same race is in Faust's issue tracker in several shapes (faust-streaming#216,
+records short, its consent pairs missing and wrong `consent.missing` alerts (docs/reliability.md,
+defect 11). The same race is in Faust's issue tracker in several shapes (faust-streaming#216,
 #318; robinhood/faust#542, #681).
 
 The fix: the seeks that reset read offsets (`perform_seek`, `seek`, `seek_wait`) count how
@@ -38,7 +37,7 @@ seek runs; right after it, `flow_control.resume()` clears those queues. The reco
 the seek's read-offset reset makes the next record look like it follows a gap in the
 partition, `_add_gap` marks the missing offsets as done, and the commit moves past them (on a
 group's first generation, with no committed offset, there is not even a gap to see). Seen in
-the same bench runs as consent partitions fully committed with hundreds of pairs missing.
+the same bench as consent partitions fully committed with pairs missing (defect 11).
 The fix is the order faust-streaming#217 gave `_resume_streams` upstream: seek the stream
 partitions while they are still paused, then resume them (`_on_recovery_completed`,
 `_resume_streams`: copies of Faust's methods with the two steps swapped).
@@ -52,8 +51,8 @@ Faust's `Consumer._drain_messages` hands every fetched record to the conductor w
 so that a delivery blocked on a full stream buffer, on suspended flow control or on a full
 producer buffer can be abandoned when a rebalance suspends the flow. `wait_first` wraps four
 awaitables in tasks (the callback, `suspend_flow`, and the service's `stopped` and `crashed`
-events) and runs `asyncio.wait` over them: per record. In a py-spy profile of the worker at
-full rate that was about 10 % of the event loop's time, more than all of stage 2.
+events) and runs `asyncio.wait` over them: per record, a large share of the event loop's time
+at full rate (docs/performance.md).
 
 The patched loop checks, synchronously and just before the call, every condition under which
 the delivery could block: flow control suspended, `suspend_flow` set, Faust's producer
@@ -68,7 +67,7 @@ check above.
 partitions (the copies a worker keeps of another worker's partitions,
 `SMSMON_STANDBY_REPLICAS`). Faust sends each one through the conductor, an `Event`, the
 changelog queue and the recovery task, which buffers 1,000 and writes them to RocksDB: in a
-two-worker group that was about a fifth of each worker's CPU (docs/performance.md).
+two-worker group that made each worker's CPU per event much higher (docs/performance.md).
 `StandbyApplier` writes such a record to the partition's RocksDB at once (the same put or
 delete `Store.apply_changelog_batch` does), advances the recovery service's standby offset,
 and stores the persisted offset once per fetched batch. It takes a record only when Faust's

@@ -79,7 +79,7 @@ class TableWriter:
         """The value of `key` in the partition of the Faust event `reader`.
 
         One RocksDB lookup: `table.get` checks `key in table` first (a second lookup) and
-        goes through Faust's per-key callbacks; this was 3-4 % of the worker's time."""
+        goes through Faust's per-key callbacks."""
         direct = self.direct_store(table)
         if direct is None:
             bind_event(reader)

@@ -1,8 +1,8 @@
 """The operator-facing files: Prometheus rules and config, Alertmanager, Grafana, compose, docs.
 
 Runs the real checkers (promtool, amtool, docker-compose) and checks that every alert and
-dashboard expression uses only metrics the worker exports. In CI (env CI set) a missing
-checker fails the test; locally it is skipped with the apt package to install.
+dashboard expression uses only metrics the worker exports. A missing checker fails the test
+(`make test` installs them: scripts/test-deps.sh).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 
 from smsmon.streams.metrics import Metrics
@@ -43,27 +44,15 @@ TOOLS = {
     "docker-compose": "docker-compose",
 }
 
-# Metrics that dashboards may already show although the worker does not export them yet
-# (traffic analytics and exemptions are being built): their panels stay empty until then.
-# Alert rules may NOT use them (an alert on a metric that never exists can never fire).
-COMING_METRICS = {
-    "smsmon_alerts_suppressed_total",  # alerts matched by an approved exemption
-    "smsmon_late_events_total",  # events after their analytics window closed
-    "smsmon_complaints_total",  # subscriber complaints, {attributed}
-    "smsmon_window_messages",  # top-10 subjects per type in the current 1-minute window
-}
-
 PANEL_TYPES = {"timeseries", "stat", "table", "bargauge"}
 
 
 def tool(name: str) -> str:
-    """Path of a checker binary; fail in CI, skip locally when it is not installed."""
+    """Path of a checker binary. A missing one fails the test: `make test` installs it
+    (scripts/test-deps.sh), and a skipped check would claim coverage it did not give."""
     path = shutil.which(name)
     if path is None:
-        why = f"{name} not installed (apt-get install -y {TOOLS[name]})"
-        if os.environ.get("CI"):
-            pytest.fail(f"{why}: CI must install it")
-        pytest.skip(why)
+        pytest.fail(f"{name} not installed: scripts/test-deps.sh install (Debian {TOOLS[name]})")
     return path
 
 
@@ -72,24 +61,6 @@ def run(*cmd: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 
 def load_yaml(path: Path) -> Any:
-    """Parse a YAML file with PyYAML, or with the system Python's PyYAML (python3-yaml).
-
-    PyYAML is not a dependency of smsmon; Debian's python3-yaml comes with docker-compose,
-    which the compose check needs anyway.
-    """
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:
-        system_python = Path("/usr/bin/python3")
-        code = "import json,sys,yaml; json.dump(yaml.safe_load(open(sys.argv[1],'rb')), sys.stdout)"
-        if system_python.exists():
-            done = run(str(system_python), "-c", code, str(path))
-            if done.returncode == 0:
-                return json.loads(done.stdout)
-        why = "no YAML parser: install python3-yaml (apt) or PyYAML"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
     with path.open("rb") as f:
         return yaml.safe_load(f)
 
@@ -176,7 +147,7 @@ def test_alert_rules_use_only_exported_metrics() -> None:
 
 
 def test_dashboard_panels_use_only_exported_metrics() -> None:
-    allowed = exported_metrics() | COMING_METRICS
+    allowed = exported_metrics()
     bad = [
         (name, panel["title"], sorted(metric_names(t["expr"]) - allowed))
         for name, panel, t in dashboard_targets()
