@@ -277,6 +277,8 @@ class Pipeline:
         self.metrics.recovering.set_function(self._recovering)
         app.on_rebalance_complete.connect(self._on_rebalance)
         faust_compat.set_standby_counter(self.metrics.standby_direct_writes.inc)
+        refetched = self.metrics.refetched
+        faust_compat.set_skip_counter(lambda reason, n: refetched.labels(reason).inc(n))
         s = self.settings
         faust_compat.set_batch_sink(
             frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic}),

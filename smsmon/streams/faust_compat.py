@@ -169,6 +169,10 @@ class LoopHooks:
     fast: bool = True
     #: Called with the number of standby changelog records applied per fetched batch.
     on_standby_applied: Callable[[int], None] | None = None
+    #: Called with (reason, count) for input records the loop leaves to be fetched again:
+    #: "stale_fetch" (fetched before a seek moved the position back), "given_up" (the sink
+    #: gave a batch up because a rebalance came first).
+    on_skipped: Callable[[str, int], None] | None = None
     sink_topics: frozenset[str] = frozenset()
     deliver: BatchSink | None = None
     batch_max: int = 1000
@@ -369,6 +373,38 @@ def set_standby_counter(count: Callable[[int], None] | None) -> None:
     HOOKS.on_standby_applied = count
 
 
+def set_skip_counter(count: Callable[[str, int], None] | None) -> None:
+    """Count the input records the loop leaves to be fetched again, by reason."""
+    HOOKS.on_skipped = count
+
+
+def _skipped(reason: str, ranges: dict[Any, list[int]]) -> None:
+    """Log (at info, with topic, partition and offset range) and count skipped records."""
+    total = 0
+    for tp, (lo, hi, n) in sorted(ranges.items(), key=lambda kv: (kv[0].topic, kv[0].partition)):
+        total += n
+        log.info(
+            "%s: %d records of %s[%d] offsets %d-%d left to be fetched again",
+            reason,
+            n,
+            tp.topic,
+            tp.partition,
+            lo,
+            hi,
+        )
+    hook = HOOKS.on_skipped
+    if hook is not None and total:
+        hook(reason, total)
+
+
+def _note(ranges: dict[Any, list[int]], tp: Any, offset: int) -> None:
+    r = ranges.get(tp)
+    if r is None:
+        ranges[tp] = [offset, offset, 1]
+    else:
+        r[0], r[1], r[2] = min(r[0], offset), max(r[1], offset), r[2] + 1
+
+
 class StandbyApplier:
     """Applies standby changelog records straight to RocksDB, in each partition's order.
 
@@ -506,15 +542,37 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         return at is None or offset >= at
 
     async def deliver_pending(epoch: int) -> None:
-        """Hand the batch to the sink, without the records a seek has made stale since."""
+        """Hand the batch to the sink, without the records a seek has made stale since.
+
+        A batch the sink gives up (a rebalance came first) is never left marked as read:
+        each of its partitions still assigned here is sought back to its first given-up
+        record, so those records are fetched again (and the rest of this fetch becomes
+        stale). Without that, later records of the partition could be processed and
+        committed past them."""
         assert deliver is not None
         if seeks() == epoch:  # no seek since the fetch: nothing can be stale
             batch = pending.copy()
         else:
-            batch = [m for m in pending if not stale(m.tp, m.offset, epoch)]
+            batch = []
+            for m in pending:
+                if stale(m.tp, m.offset, epoch):
+                    _note(stale_ranges, m.tp, m.offset)
+                else:
+                    batch.append(m)
         pending.clear()
-        if batch:
-            await deliver(batch)
+        if not batch or await deliver(batch) is not False:
+            return
+        given_up: dict[Any, list[int]] = {}
+        for m in batch:
+            _note(given_up, m.tp, m.offset)
+        _skipped("given_up", given_up)
+        assigned = self.assignment()
+        for tp, (lo, _, _) in given_up.items():
+            if tp in assigned:
+                try:
+                    await self.seek(tp, lo)
+                except Exception as exc:  # revoked meanwhile: its new owner reads it
+                    log.info("seek of %s[%d] to %d failed: %r", tp.topic, tp.partition, lo, exc)
 
     yield_every = 100
     num_since_yield = 0
@@ -530,7 +588,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
             await self.sleep(0)
             if not self.should_stop:
                 epoch = -1
-                skipped = 0
+                stale_ranges: dict[Any, list[int]] = {}
                 async for tp, message in ait:
                     if epoch < 0:  # smsmon: the records were fetched just now
                         epoch = seeks()
@@ -543,7 +601,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                     # smsmon: a record that a seek made stale is neither delivered nor marked
                     # as read, nor does it open a gap (checked here and after every await)
                     if stale(tp, offset, epoch):
-                        skipped += 1
+                        _note(stale_ranges, tp, offset)
                         continue
                     r_offset = get_read_offset(tp)
                     if r_offset is None or offset >= r_offset:
@@ -557,7 +615,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             self._n_acked = 0
                             await self.commit()
                         if stale(tp, offset, epoch):
-                            skipped += 1
+                            _note(stale_ranges, tp, offset)
                             continue
                         if message.topic in sink_topics:
                             # fast path 3: collected here, delivered per batch; marked as read
@@ -575,7 +633,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                         else:
                             await callback(message)
                         if stale(tp, offset, epoch):
-                            skipped += 1
+                            _note(stale_ranges, tp, offset)
                             continue
                         set_read_offset(tp, offset)
                     else:
@@ -588,10 +646,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 if pending:
                     await deliver_pending(epoch)
                 standby.flush()
-                if skipped:
-                    log.info(
-                        "%d records fetched before a seek are left to be fetched again", skipped
-                    )
+                if stale_ranges:
+                    _skipped("stale_fetch", stale_ranges)
                 unset_flag(flag_consumer_fetching)
 
     except self.consumer_stopped_errors:

@@ -103,6 +103,16 @@ class Metrics:
             "direct path (streams/faust_compat.py); the rest take Faust's recovery path.",
             registry=registry,
         )
+        self.refetched = Counter(
+            "smsmon_input_refetched_total",
+            "Input records the consumer loop left unprocessed to fetch them again: "
+            "reason=stale_fetch (fetched before a seek moved the position back), "
+            "given_up (a batch given up because a rebalance came first).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("stale_fetch", "given_up"):
+            self.refetched.labels(reason)
         self.rebalances = Counter(
             "smsmon_rebalances_total",
             "Consumer-group rebalances this worker took part in.",

@@ -136,6 +136,7 @@ class FakeConsumer:
         self.on_deliver = on_deliver
         self.delivered: list[int] = []
         self.gaps: list[tuple[int, int]] = []
+        self.sought: list[tuple[Any, int]] = []
         self.position = 0
         self._stopped = Flag()
         self._read_offset: dict[Any, int | None] = collections.defaultdict(lambda: None)
@@ -169,6 +170,17 @@ class FakeConsumer:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def assignment(self) -> set[Any]:
+        return {self.tp}
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        """Faust's seek as smsmon wraps it: counted, position and read offset moved."""
+        self._smsmon_seeks = self.__dict__.get("_smsmon_seeks", 0) + 1
+        self.sought.append((tp, offset))
+        self.position = offset
+        self._read_offset[tp] = offset
+        self._smsmon_seeks += 1
 
     async def getmany(self, timeout: float) -> Any:
         if not self.chunks:
@@ -397,14 +409,14 @@ def test_no_persisted_offset_for_a_partition_revoked_before_the_flush() -> None:
 def sink() -> Any:
     batches: list[list[int]] = []
     consumer_box: list[FakeConsumer] = []
-    script: dict[str, Any] = {"on_batch": None}
+    script: dict[str, Any] = {"on_batch": None, "give_up": set()}
 
     async def deliver(messages: list[Any]) -> bool:
         batches.append([m.offset for m in messages])
         hook = script["on_batch"]
         if hook is not None:
             await hook(consumer_box[0], batches[-1])
-        return True
+        return len(batches) not in script["give_up"]
 
     faust_compat.set_batch_sink(frozenset({"sms.events"}), deliver, 4)
     try:
@@ -562,3 +574,33 @@ def test_no_module_but_the_compatibility_module_names_a_dependency_s_internals()
             if PRIVATE_NAMES.search(code) and "self._" not in code:
                 offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_a_given_up_batch_is_fetched_again_and_counted(sink: Any) -> None:
+    """The sink gives the first batch up (a rebalance came first): the partition is sought
+    back to the batch's first offset, the rest of that fetch is left (stale), and the next
+    fetch delivers every record; both skips are counted by reason."""
+    counted: list[tuple[str, int]] = []
+    faust_compat.set_skip_counter(lambda reason, n: counted.append((reason, n)))
+    sink.script["give_up"] = {1}
+    try:
+        consumer = drain_events([list(range(10, 16)), list(range(10, 16))], sink)
+    finally:
+        faust_compat.set_skip_counter(None)
+    assert consumer.sought == [(consumer.tp, 10)]
+    assert sink.batches == [[10, 11, 12, 13], [10, 11, 12, 13], [14, 15]]
+    assert consumer._read_offset[consumer.tp] == 15
+    assert counted == [("given_up", 4), ("stale_fetch", 2)]
+    assert consumer.gaps == []
+
+
+def test_a_given_up_batch_of_a_revoked_partition_is_not_sought(sink: Any) -> None:
+    sink.script["give_up"] = {1}
+
+    async def on_batch(consumer: FakeConsumer, offsets: list[int]) -> None:
+        consumer.assignment = set  # type: ignore[method-assign]  # revoked meanwhile
+
+    sink.script["on_batch"] = on_batch
+    consumer = drain_events([list(range(0, 4))], sink)
+    assert consumer.sought == []
+    assert sink.batches == [[0, 1, 2, 3]]
