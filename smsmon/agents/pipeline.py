@@ -492,6 +492,8 @@ class Pipeline:
             )
         if out.unsubscribe is not None:
             self.metrics.unsubscribes.labels(str(out.unsubscribe).lower()).inc()
+            if out.unattributed is not None:
+                self.metrics.unsubscribes_unattributed.labels(out.unattributed).inc()
         for rec in out.revocations:
             self._publish_consent(rec)
 

@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     # 4.8 s instead of 46 s after SIGTERM) at the CPU cost of applying the other workers'
     # changelogs (docs/performance.md). Faust's own TABLE_STANDBY_REPLICAS overrides it.
     standby_replicas: int = Field(default=1, ge=0, le=3)
-    recent_ports_per_msisdn: int = Field(default=8, ge=1, le=64)
+    # a safety cap, not a working limit: every port within the horizon is kept up to it
+    recent_ports_per_msisdn: int = Field(default=128, ge=128, le=4096)
     recent_horizon_days: float = Field(default=30.0, gt=0)
     max_event_bytes: int = Field(default=65_536, ge=1024)
     max_text_chars: int = Field(default=4_000, ge=70)

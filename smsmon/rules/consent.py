@@ -79,13 +79,27 @@ class RecentSender(NamedTuple):
 _TS_MS = operator.attrgetter("ts_ms")
 
 
+#: How many ports pushed out by the capacity a subscriber's memory still names, so that an
+#: unsubscribe to one of them is counted as "evicted" rather than "unknown sender".
+EVICTED_KEEP = 16
+
+
 class RecentSenders:
-    """Bounded per-msisdn memory of who last wrote from which port (for 退订 attribution)."""
+    """Per-msisdn memory of who last wrote from which port (for 退订 attribution).
 
-    __slots__ = ("entries",)
+    Every port within the attribution horizon is kept, up to a safety cap (`capacity`,
+    SMSMON_RECENT_PORTS_PER_MSISDN, at least 128) that only a subscriber bombarded from more
+    ports than that reaches; the newest `EVICTED_KEEP` ports the cap pushed out are
+    remembered by name (`evicted`), without their sender.
+    """
 
-    def __init__(self, entries: list[RecentSender] | None = None) -> None:
+    __slots__ = ("entries", "evicted")
+
+    def __init__(
+        self, entries: list[RecentSender] | None = None, evicted: list[str] | None = None
+    ) -> None:
         self.entries: list[RecentSender] = entries or []
+        self.evicted: list[str] = evicted or []
 
     def lookup(self, port: str, now_ms: int, horizon_ms: int) -> str | None:
         """Enterprise of the latest mt from `port` within the horizon, if any."""
@@ -118,20 +132,38 @@ class RecentSenders:
         keep.append(sender)
         if len(keep) > 1:
             keep.sort(key=_TS_MS, reverse=True)
-        self.entries = keep[:capacity]
+        evicted = self.evicted
+        if port in evicted:
+            evicted = [p for p in evicted if p != port]
+        if len(keep) > capacity:
+            pushed = [e.port for e in keep[capacity:]]
+            evicted = (pushed + [p for p in evicted if p not in pushed])[:EVICTED_KEEP]
+            keep = keep[:capacity]
+        self.entries = keep
+        self.evicted = evicted
         return True
+
+    def was_evicted(self, port: str) -> bool:
+        """True if the capacity pushed `port` out of this memory."""
+        return port in self.evicted
 
     def marketing(self) -> list[tuple[str, str | None, int]]:
         """(port, signature, last marketing ts) of senders that sent marketing."""
         return [(e.port, e.signature, e.marketing_ms) for e in self.entries if e.marketing_ms]
 
     def encode(self) -> bytes:
-        return compact_json(
-            [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries]
-        )
+        """JSON: the list of entries, or {"s": entries, "e": evicted ports} once the cap has
+        pushed a port out (values written before `evicted` existed stay readable)."""
+        rows = [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries]
+        if not self.evicted:
+            return compact_json(rows)
+        return compact_json({"s": rows, "e": self.evicted})
 
     @classmethod
     def decode(cls, raw: bytes | None) -> RecentSenders:
         if not raw:
             return cls()
-        return cls([RecentSender(*row) for row in json.loads(raw)])
+        doc = json.loads(raw)
+        if isinstance(doc, dict):
+            return cls([RecentSender(*row) for row in doc["s"]], list(doc.get("e", ())))
+        return cls([RecentSender(*row) for row in doc])

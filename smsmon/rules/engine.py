@@ -131,7 +131,7 @@ class EngineConfig:
     """Bounds and keys the engine needs; `content` adds the content rules when given."""
 
     hasher: MsisdnHasher
-    recent_capacity: int = 8
+    recent_capacity: int = 128
     recent_horizon_ms: int = 30 * 86_400_000
     content: ContentRules | None = None
 
@@ -143,6 +143,9 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
     revocations: list[ConsentRecord] = field(default_factory=list)
     unsubscribe: bool | None = None  # None: not an unsubscribe; else attributed or not
+    # why an unsubscribe was not attributed: "evicted" (its sender was pushed out of the
+    # subscriber's memory by the cap) or "unknown_sender" (no mt from that port in the horizon)
+    unattributed: str | None = None
     verdict: MtVerdict | None = None
 
 
@@ -218,11 +221,13 @@ class Engine:
         p = self.book.port_for(event.port)
         port_key = p.port if p is not None else event.port
         ts_ms = to_ms(event.ts)
-        target = state.recent(event.msisdn).lookup(port_key, ts_ms, self.config.recent_horizon_ms)
+        senders = state.recent(event.msisdn)
+        target = senders.lookup(port_key, ts_ms, self.config.recent_horizon_ms)
         if target is None and p is not None and not p.shared:
             target = p.enterprise
         if target is None:
             out.unsubscribe = False
+            out.unattributed = "evicted" if senders.was_evicted(port_key) else "unknown_sender"
             return out
         out.unsubscribe = True
         record = ConsentRecord(
@@ -368,7 +373,7 @@ class DictState:
 
     def recent(self, msisdn: str) -> RecentSenders:
         r = self.recents.get(msisdn)
-        return RecentSenders(list(r.entries)) if r is not None else RecentSenders()
+        return RecentSenders(list(r.entries), list(r.evicted)) if r is not None else RecentSenders()
 
     def set_recent(self, msisdn: str, senders: RecentSenders) -> None:
         self.recents[msisdn] = senders

@@ -103,6 +103,16 @@ class Metrics:
             "direct path (streams/faust_compat.py); the rest take Faust's recovery path.",
             registry=registry,
         )
+        self.unsubscribes_unattributed = Counter(
+            "smsmon_unsubscribes_unattributed_total",
+            "Unsubscribes that named no enterprise: reason=evicted (the sender was pushed out "
+            "of the subscriber's memory by SMSMON_RECENT_PORTS_PER_MSISDN), unknown_sender "
+            "(no mt from that port within SMSMON_RECENT_HORIZON_DAYS).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("evicted", "unknown_sender"):
+            self.unsubscribes_unattributed.labels(reason)
         self.refetched = Counter(
             "smsmon_input_refetched_total",
             "Input records the consumer loop left unprocessed to fetch them again: "

@@ -138,7 +138,7 @@ class Factory:
         self,
         book: ReferenceBook | None = None,
         *,
-        capacity: int = 8,
+        capacity: int = 128,
         horizon_ms: int = 30 * 86_400_000,
         secret: bytes = SECRET,
         key_id: str = KEY_ID,

@@ -331,3 +331,44 @@ def test_recent_senders_encoding_round_trips() -> None:
     r.record(RecentSender("1070", "ENT_B", 2), 8, DAY)
     assert RecentSenders.decode(r.encode()).entries == r.entries
     assert RecentSenders.decode(None).entries == []
+
+
+def test_more_than_eight_ports_within_the_horizon_are_all_kept() -> None:
+    """40 ports within the horizon: every one is kept and attributes a reply."""
+    r = RecentSenders()
+    for i in range(40):
+        r.record(RecentSender(f"1069{i:04d}", f"ENT_{i}", 1_000 + i), 128, DAY)
+    assert len(r.entries) == 40
+    assert r.lookup("10690000", 2_000, DAY) == "ENT_0"  # the oldest is still there
+    assert r.evicted == []
+
+
+def test_the_cap_names_the_ports_it_pushed_out() -> None:
+    r = RecentSenders()
+    for i in range(5):
+        r.record(RecentSender(f"106{i}", f"ENT_{i}", 1_000 + i), 3, DAY)
+    assert r.lookup("1060", 2_000, DAY) is None
+    assert r.was_evicted("1060") and r.was_evicted("1061")
+    assert not r.was_evicted("1064")
+    back = RecentSenders.decode(r.encode())
+    assert back.entries == r.entries and back.evicted == ["1061", "1060"]
+    r.record(RecentSender("1060", "ENT_0", 3_000), 3, DAY)  # it comes back
+    assert not r.was_evicted("1060")
+    assert r.lookup("1060", 3_000, DAY) == "ENT_0"
+
+
+def test_the_evicted_names_are_bounded() -> None:
+    from smsmon.rules.consent import EVICTED_KEEP
+
+    r = RecentSenders()
+    for i in range(200):
+        r.record(RecentSender(f"p{i}", "E", i), 2, DAY)
+    assert len(r.evicted) == EVICTED_KEEP
+    assert r.evicted[0] == "p197"  # newest pushed out first
+
+
+def test_values_written_before_the_evicted_names_still_decode() -> None:
+    old = b'[["1069","ENT_A",1,null,0],["1070","ENT_B",2,"S",2]]'
+    r = RecentSenders.decode(old)
+    assert [e.port for e in r.entries] == ["1069", "1070"] and r.evicted == []
+    assert r.encode() == old  # nothing pushed out: the old form is written

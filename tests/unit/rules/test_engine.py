@@ -397,6 +397,7 @@ def test_recent_sender_capacity_bounds_attribution(f: Factory) -> None:
     assert len(state.recent(MSISDN).entries) == 2
     evicted = eng.on_event(f.mo("mo-1", port="10690001", at=10), state, DETECTED)
     assert evicted.unsubscribe is False
+    assert evicted.unattributed == "evicted"
     kept = eng.on_event(f.mo("mo-3", port="10690003", at=10), state, DETECTED)
     assert [r.enterprise for r in kept.revocations] == ["ENT_3"]
 
@@ -615,3 +616,34 @@ def test_deduper_never_reports_an_unseen_id(ids: list[str], capacity: int) -> No
         if d.seen(i):
             assert i in before
         before.add(i)
+
+
+def test_an_unsubscribe_to_the_oldest_of_twenty_senders_is_honoured(f: Factory) -> None:
+    """退订仍遭骚扰: twenty senders wrote from twenty shared ports; the subscriber replies TD
+    to the first one; that sender's next marketing is `consent.revoked`, although the
+    subscriber had granted it consent earlier."""
+    ports = [f"106900{i:02d}" for i in range(20)]
+    book = f.book(
+        ports=[f.port(p, "PLATFORM", shared=True) for p in ports],
+        sigs=[f.sig(f"S{i}", f"ENT_{i}") for i in range(20)],
+    )
+    eng, state = f.engine(book), DictState()
+    grant(state, "ENT_0", ts_us=0)
+    for i, port in enumerate(ports):
+        eng.on_event(f.mt(f"mt-{i}", port=port, text=f"【S{i}】x", at=i), state, DETECTED)
+    out = eng.on_event(f.mo("mo-td", port=ports[0], at=100), state, DETECTED)
+    assert out.unsubscribe is True
+    assert [r.enterprise for r in out.revocations] == ["ENT_0"]
+    again = eng.on_event(
+        f.mt("mt-again", port=ports[0], text="【S0】大促 回T退订", category="marketing", at=200),
+        state,
+        DETECTED,
+    )
+    assert "consent.revoked" in {a.rule for a in again.alerts}
+
+
+def test_an_unsubscribe_to_a_port_nobody_used_is_unknown_sender(f: Factory) -> None:
+    book = f.book(ports=[f.port("10690099", "PLATFORM", shared=True)], sigs=[f.sig()])
+    eng, state = f.engine(book), DictState()
+    out = eng.on_event(f.mo("mo-1", port="10690099", at=10), state, DETECTED)
+    assert out.unsubscribe is False and out.unattributed == "unknown_sender"
