@@ -48,20 +48,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.throughput import (
-    MSISDN_PREFIXES,
+from bench.clients import Prod
+from bench.harness import (
     Broker,
     Processes,
     Worker,
     app_env,
     cpu_seconds,
-    fmt,
-    log,
-    machine,
-    partition_for,
     settings_of,
     wait_quiescent,
+    wait_until,
 )
+from bench.report import fmt, log, machine
+from bench.traffic import MSISDN_PREFIXES, SECRET, partition_for
 
 ENTERPRISES = tuple(f"9133010{i:04d}MA2AAAA{i % 10}X" for i in range(50))  # 18-char USCCs
 CONSENT_VALUE = b"g:1790000000000000"  # ConsentState.encode() of a grant
@@ -74,7 +73,7 @@ POLL_S = 0.25
 
 def consent_entries(n: int, partitions: int, per_msisdn: int) -> Iterator[tuple[bytes, int]]:
     """(key, partition) of n table entries: `per_msisdn` enterprises per subscriber, unique
-    msisdns that don't look sequential (the same bijection as bench.throughput)."""
+    msisdns that don't look sequential (the same bijection as bench.traffic)."""
     np_ = len(MSISDN_PREFIXES)
     made, counter = 0, 0
     while made < n:
@@ -89,48 +88,14 @@ def consent_entries(n: int, partitions: int, per_msisdn: int) -> Iterator[tuple[
             made += 1
 
 
-class Producer:
-    """confluent-kafka, gzip (the worker's aiokafka has no lz4/snappy/zstd, reliability
-    defect 8), big batches; retries on a full queue, fails on any delivery error."""
-
-    def __init__(self, bootstrap: str) -> None:
-        from confluent_kafka import Producer as CProducer
-
-        errors: list[str] = []
-        self.errors = errors
-        self.p = CProducer(
-            {
-                "bootstrap.servers": bootstrap,
-                "compression.type": "gzip",
-                "linger.ms": 100,
-                "batch.size": 1_000_000,
-                "acks": "all",
-                "queue.buffering.max.messages": 1_000_000,
-                "queue.buffering.max.kbytes": 1_048_576,
-                "delivery.report.only.error": True,
-                # not a bound method: no reference cycle, so the producer (and its
-                # connections) goes away with this object
-                "on_delivery": lambda err, _msg: errors.append(str(err)),
-            }
-        )
-
-    def produce(self, topic: str, key: bytes, value: bytes, partition: int) -> None:
-        while True:
-            try:
-                self.p.produce(topic, value=value, key=key, partition=partition)
-                return
-            except BufferError:
-                self.p.poll(0.05)
-
-    def flush(self) -> None:
-        while self.p.flush(30) > 0:
-            pass
-        if self.errors:
-            raise RuntimeError(f"{len(self.errors)} produce errors, first: {self.errors[0]}")
+def producer(bootstrap: str) -> Prod:
+    """gzip (the codec every Kafka client decodes) and big batches: the changelog fill is
+    millions of small records."""
+    return Prod(bootstrap, linger_ms=100, compression="gzip")
 
 
 def fill_changelog(bootstrap: str, topic: str, args: argparse.Namespace) -> dict[str, Any]:
-    p = Producer(bootstrap)
+    p = producer(bootstrap)
     per_part: Counter[int] = Counter()
     t0 = time.monotonic()
     for i, (key, part) in enumerate(consent_entries(args.pairs, args.partitions, args.per_msisdn)):
@@ -163,7 +128,7 @@ def probe_msisdns(partitions: int) -> list[str]:
 def produce_probes(bootstrap: str, topic: str, partitions: int, tag: str) -> float:
     """One valid `mo` event (not an unsubscribe) on each events partition; returns the wall
     time when all were acknowledged."""
-    p = Producer(bootstrap)
+    p = producer(bootstrap)
     now = dt.datetime.now(dt.UTC).isoformat()
     for part, m in enumerate(probe_msisdns(partitions)):
         value = {
@@ -183,8 +148,8 @@ def produce_probes(bootstrap: str, topic: str, partitions: int, tag: str) -> flo
 def prime_group(bootstrap: str, settings: Any) -> None:
     """Make the group look like one that has run before: one event on every events partition,
     committed as processed. A worker joining after a rebalance resumes from committed offsets,
-    so this is the case being measured. (In one trial run a group without committed offsets
-    never processed the probes produced before its first start; two later trials did.)"""
+    so this is the case being measured; it also keeps the probes from depending on where a
+    group without committed offsets starts reading."""
     from confluent_kafka import Consumer, TopicPartition
 
     produce_probes(bootstrap, settings.topic_events, settings.partitions, "prime")
@@ -381,7 +346,7 @@ def new_app(broker: Broker, args: argparse.Namespace, label: str) -> tuple[dict[
     from smsmon.admin import ensure_topics
 
     prefix = f"r{label}{uuid.uuid4().hex[:6]}"
-    env = app_env(broker.bootstrap, prefix, args.partitions)
+    env = app_env(broker.bootstrap, prefix, args.partitions, SECRET)
     settings = settings_of(env)
     ensure_topics(settings)  # also creates the table changelogs, compacted, 8 partitions
     prime_group(broker.bootstrap, settings)
@@ -392,22 +357,17 @@ def start_worker(
     procs: Processes, name: str, env: dict[str, str], root: Path
 ) -> tuple[Worker, Poller, float]:
     t0 = time.time()
-    w = Worker(procs, name, env, root)
+    w = procs.start_worker(name, env, root)
     poller = Poller(w)
     poller.start()
     return w, poller, t0
 
 
-def wait_until(pred: Any, timeout: float, what: str, workers: list[Worker]) -> float:
-    """Poll `pred` (cheap: reads Poller state) every 0.1 s; returns the wall time it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for w in workers:
-            w.check()
-        if pred():
-            return time.time()
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+def wait_for(pred: Any, timeout: float, what: str, workers: list[Worker]) -> float:
+    """Poll `pred` (cheap: reads Poller state) every 0.1 s, failing at once when one of
+    `workers` exits; returns the wall time it held."""
+    wait_until(pred, timeout, what, 0.1, workers=workers, retry=())
+    return time.time()
 
 
 def run_fresh(
@@ -434,14 +394,14 @@ def run_fresh(
                 log(f"  {time.time() - t0:.0f}s, load {os.getloadavg()[0]:.2f}: {poller.latest()}")
             return poller.latest().get("smsmon_events_total", 0.0) >= float(args.partitions)
 
-        wait_until(all_counted, timeout, "the 8 probe events", [w])
+        wait_for(all_counted, timeout, "the 8 probe events", [w])
         t_all = poller.first("smsmon_events_total", args.partitions) or time.time()
         t_one = poller.first("smsmon_events_total", 1) or t_all
         log(f"fresh: all {args.partitions} probe events counted {t_all - t0:.1f}s after start")
         t_count: float | None = None
         with contextlib.suppress(TimeoutError):
             # smsmon_reference_entries{table="consent"} is counted by a 2 s timer
-            wait_until(
+            wait_for(
                 lambda: poller.latest().get("consent", 0.0) >= args.pairs,
                 120 + args.pairs / 50_000,
                 "consent entries gauge",
@@ -452,7 +412,7 @@ def run_fresh(
         cpu = w.cpu()
     finally:
         poller.stop()
-        Processes.stop(w.proc)
+        w.stop()
     win = restore_window(w.log_path, t0, changelog)
     rec = poller.recovering_between(win["start"], win["end"]) if win.get("end") else {}
     res = {
@@ -496,7 +456,7 @@ def run_standby(
     p2: Poller | None = None
     try:
         timeout = 600 + args.pairs / 2_000
-        wait_until(
+        wait_for(
             lambda: (
                 p1.latest().get("smsmon_reference_ready") == 1.0
                 and p1.latest().get("consent", 0.0) >= args.pairs
@@ -519,7 +479,7 @@ def run_standby(
                 and bool(restore_window(w2.log_path, t2, changelog).get("end"))
             )
 
-        t_both = wait_until(both_ready, timeout, "both workers ready", [w1, w2])
+        t_both = wait_for(both_ready, timeout, "both workers ready", [w1, w2])
         log(f"standby={replicas}: both workers active {t_both - t2:.1f}s after worker 2 started")
         # Standbys catch up in the background after "Recovery complete": wait until neither
         # worker uses more than 10 % of a core, then --settle seconds more.
@@ -544,7 +504,7 @@ def run_standby(
         produce_probes(broker.bootstrap, s.topic_events, args.partitions, f"{s.app_id}-x")
         base = p2.latest().get("smsmon_events_total", 0.0)
         q = p2
-        wait_until(
+        wait_for(
             lambda: q.latest().get("smsmon_events_total", 0.0) >= base + args.partitions,
             300 + args.pairs / 2_000,
             "worker 2 processed the 8 probe events",
@@ -559,9 +519,9 @@ def run_standby(
         p1.stop()
         if p2 is not None:
             p2.stop()
-        Processes.stop(w1.proc)
+        w1.stop()
         if w2 is not None:
-            Processes.stop(w2.proc)
+            w2.stop()
     res = {
         "mode": "standby",
         "standby_replicas": replicas,
@@ -713,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = 2
     finally:
         procs.stop_all()
-        broker.stop()
+        broker.stop(check=False)
         if "partial" in res:  # a fresh restore cut short: how far it got, and how fast
             part = res["partial"]
             part["seconds_since_start"] = time.time() - part["t0"]

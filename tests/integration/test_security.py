@@ -15,7 +15,7 @@ import pytest
 
 from smsmon.tools.scenario import Builder
 from tests.integration.conftest import Env, Worker, wait_until
-from tests.integration.test_reliability import (
+from tests.integration.reliability import (
     LocalBroker,
     assert_alert_set,
     env_on,
@@ -26,7 +26,7 @@ from tests.integration.test_reliability import (
     wait_settled,
 )
 
-# Fault-injection tests (issue 7): run with `make test-reliability`; not yet part of `make test`.
+# Fault-injection tests: `make test` runs them last (-m reliability); `make test-reliability` alone.
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 USER, PASSWORD = "smsmon", "smsmon-secret"  # created by scripts/kafka-local.sh --sasl
