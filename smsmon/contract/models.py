@@ -229,6 +229,23 @@ class ConsentStatus(StrEnum):
     REVOKED = "revoked"
 
 
+class ConsentMethod(StrEnum):
+    """How a consent was given. `registration_default` and `implied` do not count as consent
+    for marketing (the 2020 draft rules: no explicit consent counts as refusal)."""
+
+    SMS_REPLY = "sms_reply"
+    WEB_FORM = "web_form"
+    APP = "app"
+    PAPER = "paper"
+    VOICE = "voice"
+    REGISTRATION_DEFAULT = "registration_default"
+    IMPLIED = "implied"
+
+
+#: Methods that do not make marketing lawful: marketing on their strength is `consent.implicit`.
+IMPLICIT_CONSENT_METHODS = frozenset({ConsentMethod.REGISTRATION_DEFAULT, ConsentMethod.IMPLIED})
+
+
 class PortRecord(_Wire):
     """A registered SMS port (code number) and what it may carry."""
 
@@ -258,6 +275,11 @@ class ConsentRecord(_Wire):
     status: ConsentStatus
     ts: Timestamp
     source: str | None = Field(default=None, max_length=50)
+    # How the consent was given; absent means what it meant before the field existed (an
+    # explicit consent). An implicit method makes later marketing `consent.implicit`.
+    method: ConsentMethod | None = None
+    # Where the sender keeps the proof of consent (Order 74): a reference, never the proof.
+    proof_ref: str | None = Field(default=None, max_length=200)
 
 
 class Complaint(_Wire):

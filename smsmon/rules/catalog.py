@@ -32,6 +32,9 @@ SIGNATURE_UNREGISTERED = Rule(
 SIGNATURE_SCOPE = Rule("signature.scope", Severity.MAJOR, "signature used outside its scope")
 CONSENT_MISSING = Rule("consent.missing", Severity.MAJOR, "marketing without recorded consent")
 CONSENT_REVOKED = Rule("consent.revoked", Severity.CRITICAL, "marketing after unsubscribe")
+CONSENT_IMPLICIT = Rule(
+    "consent.implicit", Severity.MAJOR, "marketing on a default or implied consent"
+)
 
 CONTENT_OPTOUT_MISSING = Rule(
     "content.optout_missing", Severity.MAJOR, "marketing without a way to refuse"
@@ -51,6 +54,7 @@ PER_MESSAGE_RULES: tuple[Rule, ...] = (
     SIGNATURE_SCOPE,
     CONSENT_MISSING,
     CONSENT_REVOKED,
+    CONSENT_IMPLICIT,
     CONTENT_OPTOUT_MISSING,
     CONTENT_MISDECLARED,
     TIME_QUIET_HOURS,

@@ -78,6 +78,16 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
                     f"consent to {ent} revoked as of {from_us(state.ts_us).isoformat()}",
                 )
             )
+        elif state.implicit is not None and not state.revoked:
+            imp = state.implicit
+            v.findings.append(
+                Finding(
+                    R.CONSENT_IMPLICIT,
+                    f"consent to {ent} is {imp.method} (ts {from_us(state.ts_us).isoformat()}, "
+                    f"source {imp.source or '-'}, proof {imp.proof_ref or '-'}): "
+                    "not an explicit consent",
+                )
+            )
     return v
 
 

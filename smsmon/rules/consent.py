@@ -22,24 +22,47 @@ def is_unsubscribe(text: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ImplicitConsent:
+    """Evidence of a grant given by default or implied (`ConsentMethod` in the contract):
+    what the `consent.implicit` alert cites."""
+
+    method: str
+    source: str | None = None
+    proof_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConsentState:
     """The standing consent record of one (msisdn, enterprise) pair."""
 
     status: ConsentStatus
     ts_us: int
+    # set only for a grant whose method does not count as consent
+    implicit: ImplicitConsent | None = None
 
     @property
     def revoked(self) -> bool:
         return self.status is ConsentStatus.REVOKED
 
     def encode(self) -> bytes:
+        """`g:<ts>`, `r:<ts>`, or `i:<ts>:<json [method, source, proof_ref]>` for an implicit
+        grant (the first two are what every earlier version wrote)."""
+        if self.implicit is not None and not self.revoked:
+            imp = self.implicit
+            return f"i:{self.ts_us}:".encode() + compact_json(
+                [imp.method, imp.source, imp.proof_ref]
+            )
         return f"{'r' if self.revoked else 'g'}:{self.ts_us}".encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> ConsentState:
-        flag, _, ts = raw.decode().partition(":")
+        flag, _, rest = raw.decode().partition(":")
+        if flag == "i":
+            ts, _, evidence = rest.partition(":")
+            method, source, proof_ref = json.loads(evidence)
+            return cls(ConsentStatus.GRANTED, int(ts), ImplicitConsent(method, source, proof_ref))
         status = ConsentStatus.REVOKED if flag == "r" else ConsentStatus.GRANTED
-        return cls(status, int(ts))
+        return cls(status, int(rest))
 
 
 class Merge:
@@ -56,7 +79,8 @@ def merge_consent(current: ConsentState | None, incoming: ConsentState) -> str:
         return Merge.APPLIED
     if incoming.ts_us == current.ts_us:
         if incoming.status == current.status:
-            return Merge.SAME
+            # the same grant restated with other evidence: the later record stands
+            return Merge.SAME if incoming == current else Merge.APPLIED
         return Merge.APPLIED if incoming.revoked else Merge.STALE
     return Merge.STALE
 

@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 
 from smsmon.contract.canonical import MsisdnHasher, mask_msisdn
 from smsmon.contract.models import (
+    IMPLICIT_CONSENT_METHODS,
     SCHEMA_VERSION,
     Alert,
     Category,
@@ -30,6 +31,7 @@ from smsmon.rules import catalog as R
 from smsmon.rules.compliance import Finding, MtVerdict, check_mt
 from smsmon.rules.consent import (
     ConsentState,
+    ImplicitConsent,
     Merge,
     RecentSender,
     RecentSenders,
@@ -171,7 +173,10 @@ class Engine:
         if record is None:
             state.set_consent(msisdn, enterprise, None)
             return Merge.APPLIED
-        incoming = ConsentState(record.status, to_us(record.ts))
+        implicit = None
+        if record.method in IMPLICIT_CONSENT_METHODS:
+            implicit = ImplicitConsent(str(record.method), record.source, record.proof_ref)
+        incoming = ConsentState(record.status, to_us(record.ts), implicit)
         result = merge_consent(state.consent(msisdn, enterprise), incoming)
         if result == Merge.APPLIED:
             state.set_consent(msisdn, enterprise, incoming)

@@ -372,3 +372,23 @@ def test_values_written_before_the_evicted_names_still_decode() -> None:
     r = RecentSenders.decode(old)
     assert [e.port for e in r.entries] == ["1069", "1070"] and r.evicted == []
     assert r.encode() == old  # nothing pushed out: the old form is written
+
+
+def test_an_implicit_grant_round_trips_and_old_values_still_decode() -> None:
+    from smsmon.rules.consent import ImplicitConsent
+
+    implicit = ConsentState(G, 7, ImplicitConsent("registration_default", "app:signup", None))
+    assert implicit.encode().startswith(b"i:7:")
+    assert ConsentState.decode(implicit.encode()) == implicit
+    assert ConsentState.decode(b"g:7") == ConsentState(G, 7)
+    assert ConsentState.decode(b"r:7") == ConsentState(X, 7)
+    # a revocation carries no consent evidence
+    assert ConsentState(X, 7, ImplicitConsent("implied")).encode() == b"r:7"
+
+
+def test_the_same_grant_restated_with_other_evidence_is_applied() -> None:
+    from smsmon.rules.consent import ImplicitConsent
+
+    implicit = ConsentState(G, 5, ImplicitConsent("implied"))
+    assert merge_consent(implicit, ConsentState(G, 5)) == Merge.APPLIED
+    assert merge_consent(implicit, implicit) == Merge.SAME

@@ -647,3 +647,55 @@ def test_an_unsubscribe_to_a_port_nobody_used_is_unknown_sender(f: Factory) -> N
     eng, state = f.engine(book), DictState()
     out = eng.on_event(f.mo("mo-1", port="10690099", at=10), state, DETECTED)
     assert out.unsubscribe is False and out.unattributed == "unknown_sender"
+
+
+def consent_record(f: Factory, enterprise: str, at: float, **extra: Any) -> ConsentRecord:
+    return ConsentRecord(
+        msisdn=MSISDN, enterprise=enterprise, status=ConsentStatus.GRANTED, ts=f.at(at), **extra
+    )
+
+
+@pytest.mark.parametrize("method", ["registration_default", "implied"])
+def test_marketing_on_a_default_or_implied_consent_is_consent_implicit(
+    f: Factory, method: str
+) -> None:
+    """默认 consent: a grant recorded as given by registration (or implied) does not make
+    marketing lawful; the alert cites the record's ts, source, method and proof reference."""
+    eng, state = f.engine(), DictState()
+    record = consent_record(f, "ENT_A", 5, source="signup", method=method, proof_ref="reg/77")
+    assert eng.on_consent(MSISDN, "ENT_A", record, state) == "applied"
+    out = eng.on_event(f.mt(at=10), state, DETECTED)
+    assert rule_ids(out).count("consent.implicit") == 1
+    assert "consent.missing" not in rule_ids(out)
+    (alert,) = [a for a in out.alerts if a.rule == "consent.implicit"]
+    assert alert.severity is Severity.MAJOR
+    for evidence in (method, "signup", "reg/77", f.at(5).isoformat()):
+        assert evidence in alert.detail
+    # notifications are not marketing: the rule does not apply
+    note = f.mt("mt-2", category="notification", text="【Taobao】您的订单已发货", at=11)
+    assert "consent.implicit" not in rule_ids(eng.on_event(note, state, DETECTED))
+
+
+@pytest.mark.parametrize("extra", [{}, {"method": "web_form"}, {"method": "sms_reply"}])
+def test_an_explicit_or_unstated_method_is_consent(f: Factory, extra: dict[str, Any]) -> None:
+    """Records without `method` keep the meaning they had before the field existed."""
+    eng, state = f.engine(), DictState()
+    eng.on_consent(MSISDN, "ENT_A", consent_record(f, "ENT_A", 5, **extra), state)
+    out = eng.on_event(f.mt(at=10), state, DETECTED)
+    assert not {"consent.implicit", "consent.missing"} & set(rule_ids(out))
+
+
+def test_a_later_explicit_grant_or_a_revocation_replaces_the_implicit_one(f: Factory) -> None:
+    eng, state = f.engine(), DictState()
+    eng.on_consent(MSISDN, "ENT_A", consent_record(f, "ENT_A", 5, method="implied"), state)
+    same_ts = consent_record(f, "ENT_A", 5, method="app")  # restated with evidence
+    assert eng.on_consent(MSISDN, "ENT_A", same_ts, state) == "applied"
+    assert "consent.implicit" not in rule_ids(eng.on_event(f.mt(at=10), state, DETECTED))
+    eng.on_consent(MSISDN, "ENT_A", consent_record(f, "ENT_A", 20, method="implied"), state)
+    assert "consent.implicit" in rule_ids(eng.on_event(f.mt("mt-3", at=30), state, DETECTED))
+    revoke = ConsentRecord(
+        msisdn=MSISDN, enterprise="ENT_A", status=ConsentStatus.REVOKED, ts=f.at(40)
+    )
+    eng.on_consent(MSISDN, "ENT_A", revoke, state)
+    ids = rule_ids(eng.on_event(f.mt("mt-4", at=50), state, DETECTED))
+    assert "consent.revoked" in ids and "consent.implicit" not in ids

@@ -62,6 +62,7 @@ def test_rule_catalog_matches_the_contract_table() -> None:
         "signature.scope": Severity.MAJOR,
         "consent.missing": Severity.MAJOR,
         "consent.revoked": Severity.CRITICAL,
+        "consent.implicit": Severity.MAJOR,  # contract v1, additive
         # content rules (contract v1, additive)
         "content.optout_missing": Severity.MAJOR,
         "content.misdeclared": Severity.MAJOR,
