@@ -27,7 +27,7 @@ pytestmark = pytest.mark.unit
 PACKAGE = Path(clf_mod.__file__).resolve().parent
 CORPUS_DIR = Path(__file__).resolve().parents[4] / "training" / "corpus"
 HELDOUT = CORPUS_DIR / "heldout.jsonl"
-MODEL = PACKAGE / "model" / "marketing-v1.json"
+MODEL = PACKAGE / "model" / "marketing-v2.json"
 
 PRECISION_FLOOR = 0.95
 RECALL_FLOOR = 0.90
@@ -56,7 +56,7 @@ def _precision_recall(clf: MarketingClassifier, rows: list[dict[str, str]]) -> t
 
 
 def test_shipped_model_metadata(clf: MarketingClassifier) -> None:
-    assert clf.version == "marketing-v1"
+    assert clf.version == "marketing-v2"
     assert clf.ngram_range == (1, 3)
     assert 0.0 < clf.threshold < 1.0
     meta: dict[str, Any] = dict(clf.metadata)
