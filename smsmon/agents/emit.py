@@ -39,6 +39,8 @@ def publish_alert(
 
     out.add(settings.topic_alerts, alert.alert_id.encode(), encode_alert(alert), on_ack=acked)
     metrics.alerts.labels(alert.rule, sev).inc()
+    if alert.sector is not None:
+        metrics.marketing_alerts.labels(alert.rule, alert.sector).inc()
 
 
 def fail_fast(what: str) -> None:

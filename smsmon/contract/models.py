@@ -329,6 +329,9 @@ class Alert(BaseModel):
     signature: str | None = None
     enterprise: str | None = None
     category: Category | None = None
+    # the marketing sector smsmon recognised in the text of a marketing message (declared, or
+    # judged by the classifier); per-message alerts of other messages leave it empty
+    sector: Literal["retail", "finance", "other"] | None = None
     msisdn_hash: str | None = None
     msisdn_masked: str | None = None
     detail: str = ""

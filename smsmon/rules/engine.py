@@ -123,9 +123,11 @@ class Deduper:
 
 
 class ContentRules(Protocol):
-    """Content checks of an mt event (agents/content/checks.py)."""
+    """Content checks of an mt event (smsmon/rules/content/checks.py)."""
 
     def check(self, event: MtEvent) -> list[Finding]: ...
+
+    def sector(self, text: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,7 @@ class Engine:
         if verdict.findings:
             msisdn_hash = self.config.hasher(event.msisdn)
             masked = mask_msisdn(event.msisdn)
+            sector = self._sector(event, verdict.findings)
             for f in verdict.findings:
                 out.alerts.append(
                     message_alert(
@@ -202,6 +205,7 @@ class Engine:
                         msisdn_hash,
                         masked,
                         f.detail,
+                        sector,
                     )
                 )
         if verdict.enterprise is not None:
@@ -218,6 +222,18 @@ class Engine:
             if senders.record(sender, self.config.recent_capacity, self.config.recent_horizon_ms):
                 state.set_recent(event.msisdn, senders)
         return out
+
+    def _sector(self, event: MtEvent, findings: list[Finding]) -> str | None:
+        """The marketing sector of a marketing message (declared, or judged misdeclared by
+        the classifier); None for other messages or without the content rules."""
+        content = self.config.content
+        if content is None:
+            return None
+        if event.category is Category.MARKETING or any(
+            f.rule is R.CONTENT_MISDECLARED for f in findings
+        ):
+            return content.sector(event.text)
+        return None
 
     def _on_mo(self, event: MoEvent, state: State) -> Outcome:
         out = Outcome()
@@ -261,11 +277,13 @@ _MESSAGE_ALERT_FIELDS = frozenset(
         "signature",
         "enterprise",
         "category",
+        "sector",
         "msisdn_hash",
         "msisdn_masked",
         "detail",
     }
 )
+_SECTORS = frozenset({"retail", "finance", "other"})
 _new = object.__new__
 _set = object.__setattr__
 
@@ -280,6 +298,7 @@ def message_alert(
     msisdn_hash: str,
     masked: str,
     detail: str,
+    sector: str | None = None,
 ) -> Alert:
     """The per-message alert of `rule` for `event`: `Alert(alert_id=..., ..., detail=...)`.
 
@@ -306,6 +325,7 @@ def message_alert(
         or type(detail) is not str
         or not (signature is None or type(signature) is str)
         or not (enterprise is None or type(enterprise) is str)
+        or not (sector is None or sector in _SECTORS)
     ):
         return Alert(
             alert_id=alert_id,
@@ -320,6 +340,7 @@ def message_alert(
             signature=signature,
             enterprise=enterprise,
             category=event.category,
+            sector=sector,
             msisdn_hash=msisdn_hash,
             msisdn_masked=masked,
             detail=detail,
@@ -342,6 +363,7 @@ def message_alert(
             "signature": signature,
             "enterprise": enterprise,
             "category": event.category,
+            "sector": sector,
             "msisdn_hash": msisdn_hash,
             "msisdn_masked": masked,
             "detail": detail,

@@ -113,6 +113,13 @@ class Metrics:
         )
         for reason in ("evicted", "unknown_sender"):
             self.unsubscribes_unattributed.labels(reason)
+        self.marketing_alerts = Counter(
+            "smsmon_marketing_alerts_total",
+            "Alerts about marketing messages by rule and by the marketing sector recognised in "
+            "the text (retail, finance, other).",
+            ["rule", "sector"],
+            registry=registry,
+        )
         self.refetched = Counter(
             "smsmon_input_refetched_total",
             "Input records the consumer loop left unprocessed to fetch them again: "

@@ -12,6 +12,7 @@ from smsmon.rules.compliance import Finding
 from smsmon.rules.content.classifier import MarketingClassifier, Verdict, mask_text
 from smsmon.rules.content.hours import AllowedHours, outside_allowed_hours
 from smsmon.rules.content.optout import has_optout
+from smsmon.rules.content.sector import Sector, marketing_sector
 
 if TYPE_CHECKING:
     from smsmon.config.settings import Settings
@@ -48,6 +49,16 @@ class ContentChecker:
         self._optout: OrderedDict[str, bool] = OrderedDict()
         self._by_text: OrderedDict[str, Verdict] = OrderedDict()
         self._by_shape: OrderedDict[str, Verdict] = OrderedDict()
+        self._sector: OrderedDict[str, Sector] = OrderedDict()
+
+    def sector(self, text: str) -> Sector:
+        """`marketing_sector(text)`, cached by text (a campaign sends one text to many)."""
+        found = self._sector.get(text)
+        if found is None:
+            found = self._sector[text] = marketing_sector(text)
+            if len(self._sector) > self.cache_size:
+                self._sector.popitem(last=False)
+        return found
 
     def verdict(self, text: str) -> Verdict:
         """Classifier verdict for `text`, cached by its masked form (and by the text itself,

@@ -699,3 +699,45 @@ def test_a_later_explicit_grant_or_a_revocation_replaces_the_implicit_one(f: Fac
     eng.on_consent(MSISDN, "ENT_A", revoke, state)
     ids = rule_ids(eng.on_event(f.mt("mt-4", at=50), state, DETECTED))
     assert "consent.revoked" in ids and "consent.implicit" not in ids
+
+
+def test_marketing_alerts_carry_the_sector_recognised_in_the_text(f: Factory) -> None:
+    """A loan offer declared as a notification is misdeclared marketing of the finance
+    sector; every alert of that message carries the sector; a true notice carries none."""
+    from smsmon.rules.content.checks import ContentChecker
+    from smsmon.rules.content.classifier import MarketingClassifier
+    from smsmon.rules.content.hours import AllowedHours
+    from smsmon.rules.engine import Engine, EngineConfig
+
+    eng = Engine(
+        f.book(),
+        EngineConfig(
+            hasher=f.engine().config.hasher,
+            content=ContentChecker(MarketingClassifier.load(), AllowedHours()),
+        ),
+    )
+    state = DictState()
+    loan = f.mt(
+        "mt-loan",
+        category="notification",
+        text=(
+            "【Taobao】尊敬的用户，您有一笔最高20万的备用金额度待领取，"
+            "最快3分钟到账，日息低至0.02%，点击 t.cn/x 立即借款"
+        ),
+        at=10 * 3600,
+    )
+    out = eng.on_event(loan, state, DETECTED)
+    assert "content.misdeclared" in rule_ids(out)
+    assert {a.sector for a in out.alerts} == {"finance"}
+    promo = f.mt("mt-promo", text="【Taobao】双11爆款直降，全场满300减50，回T退订", at=10 * 3600)
+    assert {a.sector for a in eng.on_event(promo, state, DETECTED).alerts} == {"retail"}
+    notice = f.mt(
+        "mt-notice",
+        port="99990001",  # unregistered: the notice still has an alert, without a sector
+        category="notification",
+        text="【Taobao】您的订单已发货",
+        at=10 * 3600,
+    )
+    alerts = eng.on_event(notice, state, DETECTED).alerts
+    assert [a.rule for a in alerts] == ["port.unregistered"]
+    assert alerts[0].sector is None

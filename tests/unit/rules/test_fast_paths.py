@@ -331,6 +331,7 @@ class _Clock(dt.datetime):
     signature=st.one_of(st.none(), TEXT),
     enterprise=st.one_of(st.none(), TEXT),
     detail=TEXT,
+    sector=st.sampled_from([None, "retail", "finance", "other"]),
     detected_at=st.one_of(
         st.datetimes(timezones=st.sampled_from([dt.UTC, ZoneInfo("Asia/Shanghai")])),
         st.datetimes(),
@@ -346,12 +347,22 @@ def test_message_alert_is_the_validated_alert(
     signature: str | None,
     enterprise: str | None,
     detail: str,
+    sector: str | None,
     detected_at: dt.datetime,
 ) -> None:
     event = EVENT.model_copy(update={"event_id": event_id, "category": category})
     alert_id = R.alert_id(rule.id, event_id)
     got = message_alert(
-        alert_id, rule, event, detected_at, signature, enterprise, "k1:ab", "138****8000", detail
+        alert_id,
+        rule,
+        event,
+        detected_at,
+        signature,
+        enterprise,
+        "k1:ab",
+        "138****8000",
+        detail,
+        sector,
     )
     want = Alert(
         alert_id=alert_id,
@@ -366,6 +377,7 @@ def test_message_alert_is_the_validated_alert(
         signature=signature,
         enterprise=enterprise,
         category=event.category,
+        sector=sector,
         msisdn_hash="k1:ab",
         msisdn_masked="138****8000",
         detail=detail,
