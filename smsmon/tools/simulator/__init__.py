@@ -22,6 +22,7 @@ from smsmon.tools.simulator.config import SCENARIOS, SimConfig
 from smsmon.tools.simulator.incidents import Incident
 from smsmon.tools.simulator.kinds import (
     CATEGORIES,
+    CONSENT_IMPLICIT,
     CONSENT_MISSING,
     CONSENT_REVOKED,
     MKT,
@@ -58,6 +59,7 @@ from smsmon.tools.simulator.violations import VIOLATIONS
 
 __all__ = [
     "CATEGORIES",
+    "CONSENT_IMPLICIT",
     "CONSENT_MISSING",
     "CONSENT_REVOKED",
     "MKT",

@@ -32,6 +32,9 @@ class SimConfig:
     subscribers: int = 50_000
     consent_fraction: float = 0.6  # subscribers who consented to at least one enterprise
     revoked_fraction: float = 0.03  # of consent pairs, already revoked before the start
+    # of granted consent pairs, given by default at registration or implied (默认): they do
+    # not count as consent, and marketing on them is `consent.implicit`
+    implicit_fraction: float = 0.1
     platforms: int = 3  # shared 10690 platform ports
     suspended_ports: int = 3
     timezone: str = "Asia/Shanghai"

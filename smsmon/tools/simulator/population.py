@@ -86,6 +86,9 @@ class Population:
     consent_records: list[tuple[str, dict[str, Any]]]
     consenters: list[list[int]]  # by enterprise: subscriber indices with granted consent
     granted: set[int]  # pair keys (subscriber * n_enterprises + enterprise)
+    # pairs whose grant was a registration default or implied (not in `granted`)
+    implicit: set[int]
+    implicit_consenters: list[list[int]]  # by enterprise, like `consenters`
     revoked: set[int]  # pair keys revoked before the start
     unregistered_ports: list[str]
     route_share: dict[str, list[tuple[int, int, float]]]  # code -> (enterprise, category, share)
@@ -151,6 +154,8 @@ class _Builder:
             consent_records=[],
             consenters=[[] for _ in enterprises],
             granted=set(),
+            implicit=set(),
+            implicit_consenters=[[] for _ in enterprises],
             revoked=set(),
             unregistered_ports=unregistered,
             route_share=route_share,
@@ -323,6 +328,8 @@ class _Builder:
         n_ent = len(enterprises)
         mkt_cum = list(itertools.accumulate(e.weight * (e.mix[MKT] + 0.05) for e in enterprises))
         sources = ("app", "web", "store", "sms")
+        # a stream of its own, so the other draws of the population stay as they were
+        method_rng = cfg.rng("consent-method")
         for i, m in enumerate(pop.msisdns):
             if rng.random() >= cfg.consent_fraction:
                 continue
@@ -335,21 +342,24 @@ class _Builder:
                 e = enterprises[ei]
                 at = self.start - dt.timedelta(days=rng.uniform(1, 400))
                 is_revoked = rng.random() < cfg.revoked_fraction
-                pop.consent_records.append(
-                    (
-                        f"{m}|{e.uscc}",
-                        {
-                            "msisdn": m,
-                            "enterprise": e.uscc,
-                            "status": "revoked" if is_revoked else "granted",
-                            "ts": at.isoformat(timespec="seconds"),
-                            "source": rng.choice(sources),
-                        },
-                    )
-                )
+                record: dict[str, Any] = {
+                    "msisdn": m,
+                    "enterprise": e.uscc,
+                    "status": "revoked" if is_revoked else "granted",
+                    "ts": at.isoformat(timespec="seconds"),
+                    "source": rng.choice(sources),
+                }
+                is_implicit = not is_revoked and method_rng.random() < cfg.implicit_fraction
+                if is_implicit:
+                    record["method"] = method_rng.choice(("registration_default", "implied"))
+                    record["proof_ref"] = f"reg-{i}-{ei}"
+                pop.consent_records.append((f"{m}|{e.uscc}", record))
                 key = i * n_ent + ei
                 if is_revoked:
                     pop.revoked.add(key)
+                elif is_implicit:
+                    pop.implicit.add(key)
+                    pop.implicit_consenters[ei].append(i)
                 else:
                     pop.granted.add(key)
                     pop.consenters[ei].append(i)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from smsmon.tools.simulator.audience import Audience
 from smsmon.tools.simulator.kinds import (
+    CONSENT_IMPLICIT,
     CONSENT_MISSING,
     CONSENT_REVOKED,
     MKT,
@@ -37,6 +38,7 @@ VIOLATIONS = (
     "foreign_signature",
     "marketing_without_consent",
     "marketing_after_unsubscribe",
+    "marketing_on_implicit_consent",
 )
 """Kinds of per-message violation sprinkled at `SimConfig.violation_rate`."""
 
@@ -90,6 +92,13 @@ class Violations:
             if self.audience.revoked_pairs:
                 return self._after_unsubscribe(t)
             kind = "marketing_without_consent"
+        if kind == "marketing_on_implicit_consent":
+            found_sub = self._implicit_consenter(e.index)
+            if found_sub is not None:
+                route = self._own(e, e.mkt_port)
+                return self.out.mt(t, found_sub, route, MKT, self.texts.marketing(e), e.index,
+                                   (CONSENT_IMPLICIT,), sig_name=e.name)  # fmt: skip
+            kind = "marketing_without_consent"
         if kind == "wrong_category":
             return self._wrong_category(t, e, sub)
         if kind == "marketing_without_consent":
@@ -116,14 +125,24 @@ class Violations:
         ents = self.pop.enterprises
         return ents[(ei + 1 + int(self.rng.random() * (len(ents) - 1))) % len(ents)]
 
+    def _implicit_consenter(self, ei: int) -> int | None:
+        """A subscriber whose standing consent to `ei` is a default or implied one."""
+        pool = self.pop.implicit_consenters[ei]
+        for _ in range(4 if pool else 0):
+            s = pool[int(self.rng.random() * len(pool))]
+            if s * self.n_ent + ei not in self.audience.revoked:
+                return s
+        return None
+
     def _without_consent(self, ei: int, sub: int) -> tuple[int, bool]:
         """`sub` or another subscriber who never consented to `ei`, and whether one was
         found; after 50 draws the last one drawn, unchecked."""
         granted, revoked = self.pop.granted, self.audience.revoked
+        implicit = self.pop.implicit
         n_subs = len(self.pop.msisdns)
         for _ in range(50):
             key = sub * self.n_ent + ei
-            if key not in granted and key not in revoked:
+            if key not in granted and key not in revoked and key not in implicit:
                 return sub, True
             sub = int(self.rng.random() * n_subs)
         return sub, False
