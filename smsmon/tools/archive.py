@@ -49,7 +49,7 @@ from pydantic import TypeAdapter
 from smsmon.config.settings import Settings
 from smsmon.contract.models import Timestamp
 from smsmon.contract.times import from_us, to_us
-from smsmon.tools.audit import fast_ts_us
+from smsmon.tools.audit.readers import fast_ts_us
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The look-back audit's HTML report: one self-contained file a compliance officer can open and
 forward (charts are embedded PNGs drawn with matplotlib's Agg backend, no external assets).
 
-`ReportData` is plain JSON-able data computed by `streams/audit.py`; the audit stores it next
+`ReportData` is plain JSON-able data computed by `smsmon/tools/audit/`; the audit stores it next
 to the report as `report.json`, so `smsmon report --audit-dir DIR` can render it again. Every
 piece of text is HTML-escaped; the data never holds a raw msisdn or a message text (alerts
 carry masked numbers only, and the audit never copies texts into it).
@@ -48,7 +48,7 @@ NO_MARKETING_AFTER = "no marketing after"
 
 @dataclass
 class ReportData:
-    """Everything the report shows, as JSON-able values (see streams/audit.py `Collector`)."""
+    """Everything the report shows, as JSON-able values (see `smsmon.tools.audit.collector`)."""
 
     title: str = "smsmon look-back audit 回头看"
     generated_at: str = ""

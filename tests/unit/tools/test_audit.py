@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from smsmon.config.settings import Settings
+from smsmon.contract.times import to_us
 from smsmon.rules.catalog import ALERT_NAMESPACE
 from smsmon.tools import audit
 from smsmon.tools.scenario import Builder, Scenario
@@ -445,7 +446,7 @@ def test_sort_key_is_the_decoded_ts(ts: Any) -> None:
     }
     raw = json.dumps(ev).encode()
     decoded = decode_event(raw, None, DecodeContext(tz=s.tz))
-    assert audit.fast_ts_us(raw, None, s.tz) == audit.to_us(decoded.ts)
+    assert audit.fast_ts_us(raw, None, s.tz) == to_us(decoded.ts)
     nested = json.dumps({**ev, "meta": {"ts": "2001-01-01T00:00:00"}}).encode()
     assert audit.fast_ts_us(nested, None, s.tz) is None  # two candidates: decode instead
     escaped = raw.replace(b'"ts"', b'"\\u0074s"')
@@ -478,7 +479,7 @@ def test_naive_sort_keys_equal_the_aware_arithmetic_across_dst(zone: str) -> Non
     for naive in probes:
         text = naive.isoformat()
         aware = naive.replace(tzinfo=tz)
-        assert audit.fast_ts_us(json.dumps({"ts": text}).encode(), None, tz) == audit.to_us(aware)
+        assert audit.fast_ts_us(json.dumps({"ts": text}).encode(), None, tz) == to_us(aware)
         decoded = _iso_ts(text, tz)
         assert decoded == aware and decoded.fold == aware.fold == 0
         assert decoded.utcoffset() == aware.utcoffset()
