@@ -58,6 +58,8 @@ class ReportData:
     totals: dict[str, int] = field(default_factory=dict)
     events_by_kind: list[list[Any]] = field(default_factory=list)  # [kind, category, count]
     alerts_by_rule: list[list[Any]] = field(default_factory=list)  # [rule, severity, count]
+    # alerts about marketing messages: [sector (retail|finance|other), rule, count]
+    marketing_by_sector: list[list[Any]] = field(default_factory=list)
     malformed_by_reason: list[list[Any]] = field(default_factory=list)  # [reason, count]
     malformed_examples: list[list[Any]] = field(default_factory=list)  # [file, line, reason, err]
     # {"unit": "minute"|"hour"|"day", "labels": [local ISO], "mt": [...], "other": [...],
@@ -379,6 +381,28 @@ def render_html(data: ReportData, charts: Charts | None = None) -> str:
         )
     )
     out.append(_img(charts.by_rule(data.alerts_by_rule), "alerts by rule", "chart-rules"))
+    out.append("<h3>Marketing alerts by sector</h3>")
+    sectors: dict[str, int] = {}
+    for sector, _, n in data.marketing_by_sector:
+        sectors[str(sector)] = sectors.get(str(sector), 0) + int(n)
+    out.append(
+        _table(
+            "marketing-by-sector",
+            ["sector", "alerts"],
+            sorted(sectors.items()),
+            numeric=[1],
+            row_attr="key",
+        )
+    )
+    out.append(
+        _table(
+            "marketing-by-sector-and-rule",
+            ["sector", "rule", "alerts"],
+            data.marketing_by_sector,
+            numeric=[2],
+            row_attr="key",
+        )
+    )
     out.append("<h3>Malformed lines by reason</h3>")
     out.append(
         _table(

@@ -69,6 +69,8 @@ class Collector:
         self.minutes: dict[str, Counter[int]] = {"mt": Counter(), "other": Counter()}
         self.alert_minutes: dict[str, Counter[int]] = {}
         self.by_rule: Counter[tuple[str, str]] = Counter()
+        # alerts about marketing messages by (marketing sector, rule)
+        self.by_sector: Counter[tuple[str, str]] = Counter()
         self.summary: Counter[tuple[str, str, str, str, str]] = Counter()
         self.offenders: dict[tuple[str, str, str], list[Any]] = {}
         self.first_us: int | None = None
@@ -182,6 +184,8 @@ class Collector:
         totals["alerts"] += 1
         totals["per_message_alerts" if a.event_id else "aggregate_alerts"] += 1
         self.by_rule[(rule, sev)] += 1
+        if a.sector is not None:
+            self.by_sector[(a.sector, rule)] += 1
         ts = a.ts
         if ts is not self._last_ts:  # the alerts of one event share their ts
             self._last_ts = ts
@@ -351,6 +355,8 @@ def write_summary(
             w.writerow(["malformed", reason, "", "", "", "", "", n])
         for (rule, sev), n in sorted(c.by_rule.items()):
             w.writerow(["rule", rule, rule, sev, "", "", "", n])
+        for (sector, rule), n in sorted(c.by_sector.items()):
+            w.writerow(["sector", sector, rule, "", "", "", "", n])
         for (rule, sev, ent, port, sig), n in sorted(
             c.summary.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0])
         ):

@@ -537,6 +537,9 @@ class Audit:
                 [rule, sev, n]
                 for (rule, sev), n in sorted(c.by_rule.items(), key=lambda kv: (-kv[1], kv[0]))
             ],
+            marketing_by_sector=[
+                [sector, rule, n] for (sector, rule), n in sorted(c.by_sector.items())
+            ],
             malformed_by_reason=[
                 [r, n] for r, n in sorted(Counter(r for _, _, r, _ in malformed).items())
             ],

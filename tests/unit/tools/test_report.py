@@ -151,6 +151,12 @@ def test_numbers_match_alerts_jsonl(audited: Path, page: tuple[str, Page]) -> No
     assert sev == dict(Counter(a["severity"] for a in got))
     reasons = {key: number(row[1]) for key, row in p.tables["malformed-by-reason"]}
     assert reasons == {"json": 1, "schema:msisdn": 1}
+    # marketing alerts split by the sector recognised in the text
+    by_sector = Counter(a["sector"] for a in got if a.get("sector"))
+    assert by_sector, "the scenario has marketing alerts"
+    sectors = {key: number(row[1]) for key, row in p.tables["marketing-by-sector"]}
+    assert sectors == dict(by_sector)
+    assert set(sectors) <= {"retail", "finance", "other"}
     # every rule has an offenders block whose enterprise counts add up to its alerts
     for rule, n in Counter(a["rule"] for a in got).items():
         rows = p.tables.get(f"offenders-{rule}-enterprise") or p.tables.get(
