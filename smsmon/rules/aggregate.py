@@ -6,6 +6,17 @@ mark are skipped). Thresholds that do not depend on history (a port's quota, the
 counts) fire the moment they are crossed; the learned baseline and the complaint rate are
 judged when a window closes, in window order, so the set of alerts does not depend on how
 partials interleave: a live run and an offline audit of the same traffic agree.
+
+**Early firing of the hourly complaint windows.** `complaint.rate` does not wait an hour: its
+sends and complaints are also counted per minute, and each minute is folded into the hour's
+"folded" counts once the watermark has passed it by the complaint window's grace.
+After each fold the rate of the folded part of the hour is judged with the same thresholds;
+the first minute at which they hold fires the window's alert (the same `alert_id` as a
+close-time alert; `ts` is that minute's end, `window_end` the hour's end). A window that
+fired early is not judged again at its close; one that crosses only with its last minutes is
+judged at its close as before. Since only minutes the watermark has passed are judged, the
+early alert, like the close-time one, does not depend on how partials interleave. The other
+aggregate windows are at most five minutes long and are judged when they close.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from smsmon.rules.traffic import (
     TrafficConfig,
     aggregate_alert_id,
 )
-from smsmon.rules.windows import Watermarks
+from smsmon.rules.windows import Watermarks, Windowing
 
 
 @dataclass(slots=True)
@@ -43,7 +54,11 @@ class SubjectState:
 
     volume: dict[int, list[int]] = field(default_factory=dict)  # start -> [count, fired]
     sublet: dict[int, dict[str, Any]] = field(default_factory=dict)  # start -> sets, counts
-    hours: dict[int, list[int]] = field(default_factory=dict)  # start -> [sent, complaints]
+    # start -> [sent, complaints, sent in folded minutes, complaints in folded minutes, fired]
+    hours: dict[int, list[int]] = field(default_factory=dict)
+    # complaints and sends of the minutes not folded yet: minute start -> count
+    cmin: dict[int, int] = field(default_factory=dict)
+    smin: dict[int, int] = field(default_factory=dict)
     ewma: float = 0.0
     windows_seen: int = 0
     prev_hour: list[int] = field(default_factory=lambda: [-1, 0])  # [start, sent]
@@ -56,6 +71,8 @@ class SubjectState:
                 "v": self.volume,
                 "s": self.sublet,
                 "h": self.hours,
+                "cm": self.cmin,
+                "sm": self.smin,
                 "e": self.ewma,
                 "n": self.windows_seen,
                 "ph": self.prev_hour,
@@ -72,7 +89,10 @@ class SubjectState:
         return cls(
             volume={int(k): v for k, v in d["v"].items()},
             sublet={int(k): v for k, v in d["s"].items()},
-            hours={int(k): v for k, v in d["h"].items()},
+            # values written before early firing hold [sent, complaints]
+            hours={int(k): v + [0, 0, 0][: 5 - len(v)] for k, v in d["h"].items()},
+            cmin={int(k): v for k, v in d.get("cm", {}).items()},
+            smin={int(k): v for k, v in d.get("sm", {}).items()},
             ewma=d["e"],
             windows_seen=d["n"],
             prev_hour=d.get("ph", [-1, 0]),
@@ -81,7 +101,7 @@ class SubjectState:
         )
 
     def empty(self) -> bool:
-        return not (self.volume or self.sublet or self.hours)
+        return not (self.volume or self.sublet or self.hours or self.cmin or self.smin)
 
 
 class SubjectStore(Protocol):
@@ -133,6 +153,9 @@ class Progress:
 
 
 PortQuota = Callable[[str], tuple[str | None, int | None]]
+
+# The order in which the windows ending at one instant are judged (see `Aggregator.close`).
+_CLOSE_ORDER = {"v": 0, "s": 1, "m": 2, "h": 3}
 
 
 class Aggregator:
@@ -195,11 +218,17 @@ class Aggregator:
             st = state(dim, subject)
             k = self.key(dim.removeprefix(COMPLAINT_PREFIX), subject)
             if dim.startswith(COMPLAINT_PREFIX):
-                if progress.is_closed("h", cfg.complaint.end(w)):
+                # `w` is the complaint's minute (an hour's start from earlier versions)
+                h = cfg.complaint.start(w)
+                if progress.is_closed("h", cfg.complaint.end(h)):
                     self.late += n
                     continue
-                st.hours.setdefault(w, [0, 0])[1] += n
-                progress.open_index.setdefault(f"h|{cfg.complaint.end(w)}", set()).add(k)
+                st.hours.setdefault(h, [0, 0, 0, 0, 0])[1] += n
+                progress.open_index.setdefault(f"h|{cfg.complaint.end(h)}", set()).add(k)
+                m = cfg.volume.start(w)
+                if not progress.is_closed("m", cfg.volume.end(m)):
+                    st.cmin[m] = st.cmin.get(m, 0) + n
+                    progress.open_index.setdefault(f"m|{cfg.volume.end(m)}", set()).add(k)
                 continue
             if progress.is_closed("v", cfg.volume.end(w)):
                 self.late += n
@@ -216,8 +245,11 @@ class Aggregator:
             if dim in (DIM_PORT, DIM_SIGNATURE) and not progress.is_closed(
                 "h", cfg.complaint.end(h)
             ):
-                st.hours.setdefault(h, [0, 0])[0] += n
+                st.hours.setdefault(h, [0, 0, 0, 0, 0])[0] += n
                 progress.open_index.setdefault(f"h|{cfg.complaint.end(h)}", set()).add(k)
+                if not progress.is_closed("m", cfg.volume.end(w)):
+                    st.smin[w] = st.smin.get(w, 0) + n
+                    progress.open_index.setdefault(f"m|{cfg.volume.end(w)}", set()).add(k)
             if st.quota is not None and win[0] > st.quota and not win[1]:
                 win[1] = 1
                 alerts.append(
@@ -262,18 +294,22 @@ class Aggregator:
         if wm is None:
             return []
         alerts: list[Alert] = []
-        windowing = {"v": cfg.volume, "s": cfg.sublet, "h": cfg.complaint}
+        # "m": the minutes of the complaint windows, folded for early firing with the
+        # complaint window's grace
+        minutes = Windowing(cfg.volume.size_ms, cfg.complaint.grace_ms)
+        windowing = {"v": cfg.volume, "s": cfg.sublet, "h": cfg.complaint, "m": minutes}
         for kind, spec in windowing.items():
             # every window ending at or before wm - grace is closed from now on
             horizon = spec.start(wm - spec.grace_ms)
             if horizon > progress.closed.get(kind, -1):
                 progress.closed[kind] = horizon
+        # at one instant: volume windows close, then minutes fold, then hours close
         due = sorted(
-            (int(ik.split("|", 1)[1]), ik)
+            (int(ik.split("|", 1)[1]), _CLOSE_ORDER[ik[0]], ik)
             for ik in progress.open_index
             if progress.is_closed(ik[0], int(ik.split("|", 1)[1]))
         )
-        for end, ik in due:
+        for end, _, ik in due:
             kind = ik.split("|", 1)[0]
             for k in sorted(progress.open_index.pop(ik)):
                 st = store.get(k)
@@ -284,6 +320,9 @@ class Aggregator:
                     if win is not None:
                         self.closed_counts.append((dim, subject, win[0]))
                         alerts += self._close_volume(dim, subject, start, win, st, detected_at)
+                elif kind == "m":
+                    alerts += self._fold_minute(dim, subject, end - cfg.volume.size_ms, st,
+                                                detected_at)  # fmt: skip
                 elif kind == "s":
                     start = end - cfg.sublet.size_ms
                     sets = st.sublet.pop(start, None)
@@ -311,6 +350,8 @@ class Aggregator:
                 progress.open_index.setdefault(f"s|{cfg.sublet.end(w)}", set()).add(k)
             for w in st.hours:
                 progress.open_index.setdefault(f"h|{cfg.complaint.end(w)}", set()).add(k)
+            for m in set(st.cmin) | set(st.smin):
+                progress.open_index.setdefault(f"m|{cfg.volume.end(m)}", set()).add(k)
 
     # -- judgements ----------------------------------------------------------------------
 
@@ -369,41 +410,100 @@ class Aggregator:
         detected_at: dt.datetime,
     ) -> list[Alert]:
         cfg = self.cfg
-        sent, complaints = hour
+        sent, complaints = hour[0], hour[1]
+        for pending in (st.cmin, st.smin):  # minutes not folded: counted in the totals above
+            for m in [m for m in pending if cfg.complaint.start(m) == start]:
+                del pending[m]
         # Complaints trail the messages they are about: rate them against the sends of this
         # window and the one before it.
-        prev_start, prev_sent = st.prev_hour
-        if prev_start == start - cfg.complaint.size_ms:
-            sent += prev_sent
+        sent += self._previous_sent(start, st)
         st.prev_hour = [start, hour[0]]
-        if complaints < cfg.complaint_min:
+        if hour[4]:  # fired early
             return []
+        alert = self._complaint_rate(dim, subject, start, sent, complaints, None, st, detected_at)
+        return [] if alert is None else [alert]
+
+    def _previous_sent(self, start: int, st: SubjectState) -> int:
+        prev_start, prev_sent = st.prev_hour
+        return prev_sent if prev_start == start - self.cfg.complaint.size_ms else 0
+
+    def _fold_minute(
+        self,
+        dim: str,
+        subject: str,
+        minute: int,
+        st: SubjectState,
+        detected_at: dt.datetime,
+    ) -> list[Alert]:
+        """The watermark passed the minute starting at `minute` by the complaint grace: fold
+        its sends and complaints into its hour's folded counts and judge the hour so far."""
+        cfg = self.cfg
+        complaints = st.cmin.pop(minute, 0)
+        sends = st.smin.pop(minute, 0)
+        if not (complaints or sends):
+            return []
+        start = cfg.complaint.start(minute)
+        hour = st.hours.get(start)
+        if hour is None:
+            return []
+        hour[2] += sends
+        hour[3] += complaints
+        if hour[4] or hour[3] < cfg.complaint_min:
+            return []
+        upto = minute + cfg.volume.size_ms
+        sent = hour[2] + self._previous_sent(start, st)
+        alert = self._complaint_rate(dim, subject, start, sent, hour[3], upto, st, detected_at)
+        if alert is None:
+            return []
+        hour[4] = 1
+        return [alert]
+
+    def _complaint_rate(
+        self,
+        dim: str,
+        subject: str,
+        start: int,
+        sent: int,
+        complaints: int,
+        upto: int | None,
+        st: SubjectState,
+        detected_at: dt.datetime,
+    ) -> Alert | None:
+        """The `complaint.rate` alert of the hour starting at `start`, if its thresholds hold
+        for these counts; `upto` is where an early judgement stopped (None: the whole hour)."""
+        cfg = self.cfg
+        if complaints < cfg.complaint_min:
+            return None
         rate = complaints * 1_000_000 / max(sent, 1)
         if rate < cfg.complaint_per_million:
-            return []
+            return None
         end = start + cfg.complaint.size_ms
-        return [
-            Alert(
-                alert_id=aggregate_alert_id(COMPLAINT_RATE.id, dim, subject, start),
-                rule=COMPLAINT_RATE.id,
-                severity=COMPLAINT_RATE.severity,
-                ts=from_ms(end),
-                detected_at=detected_at,
-                subject_type=dim,
-                subject=subject,
-                port=subject if dim == DIM_PORT else None,
-                signature=subject if dim == DIM_SIGNATURE else None,
-                enterprise=st.enterprise,
-                window_start=from_ms(start),
-                window_end=from_ms(end),
-                observed=round(rate, 1),
-                threshold=cfg.complaint_per_million,
-                detail=f"{complaints} complaints against {sent} messages sent in this and the "
-                "previous window "
-                f"({rate:,.0f} per million; limit {cfg.complaint_per_million:,.0f} per million "
-                f"and at least {cfg.complaint_min} complaints)",
-            )
-        ]
+        so_far = (
+            ""
+            if upto is None
+            else f"; fired early, {(upto - start) // 60_000} of its "
+            f"{cfg.complaint.size_ms // 60_000} minutes judged"
+        )
+        return Alert(
+            alert_id=aggregate_alert_id(COMPLAINT_RATE.id, dim, subject, start),
+            rule=COMPLAINT_RATE.id,
+            severity=COMPLAINT_RATE.severity,
+            ts=from_ms(end if upto is None else upto),
+            detected_at=detected_at,
+            subject_type=dim,
+            subject=subject,
+            port=subject if dim == DIM_PORT else None,
+            signature=subject if dim == DIM_SIGNATURE else None,
+            enterprise=st.enterprise,
+            window_start=from_ms(start),
+            window_end=from_ms(end),
+            observed=round(rate, 1),
+            threshold=cfg.complaint_per_million,
+            detail=f"{complaints} complaints against {sent} messages sent in this and the "
+            "previous window "
+            f"({rate:,.0f} per million; limit {cfg.complaint_per_million:,.0f} per million "
+            f"and at least {cfg.complaint_min} complaints){so_far}",
+        )
 
     def _spike(
         self,

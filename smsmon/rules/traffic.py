@@ -306,8 +306,9 @@ class PartialBuilder:
     def add_complaint(
         self, source: str, offset: int, ts_ms: int, targets: list[tuple[str, str]]
     ) -> None:
-        """Count one complaint against each attributed (dim, subject)."""
-        w = self.cfg.complaint.start(ts_ms)
+        """Count one complaint against each attributed (dim, subject), keyed by its minute:
+        stage 2 counts it in its hour and, for early firing, in that minute."""
+        w = self.cfg.volume.start(ts_ms)
         for dim, subject in targets:
             part = self._part(source, COMPLAINT_PREFIX + dim, subject)
             part.counts.setdefault((COMPLAINT_PREFIX + dim, subject, w), []).append(offset)

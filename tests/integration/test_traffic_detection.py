@@ -151,6 +151,24 @@ def test_simulated_anomalies_are_alerted_and_live_equals_offline(kenv: Env) -> N
     assert worker.sample("smsmon_rekeyed_total", {"topic": "events"}) > 10_000
     assert worker.sample("smsmon_late_events_total") == 0
 
+    # Complaint waves are flagged while they happen (early firing), not when their hour
+    # closes: within 5 minutes of event time after the wave ends at the latest.
+    waves = [row for row in sim.truth if row["rule"] == "complaint.rate"]
+    assert waves
+    for row in waves:
+        end = dt.datetime.fromisoformat(row["end"])
+        fired = [
+            a
+            for a in live_alerts
+            if a.rule == "complaint.rate"
+            and a.window_end is not None
+            and a.window_start is not None
+            and a.window_start <= end
+            and a.ts < a.window_end  # judged before its window closed
+        ]
+        assert fired, f"no early complaint.rate alert for the wave {row}"
+        assert min(a.ts for a in fired) <= end + dt.timedelta(minutes=5), (row, fired)
+
     score = score_alerts(sim.truth, live_alerts, TrafficConfig())
     assert score.incidents == len(sim.truth) > 0
     assert score.detected == score.incidents, score.missed

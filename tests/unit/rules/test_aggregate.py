@@ -441,21 +441,77 @@ def test_sublet_evidence_for_a_closed_window_is_dropped() -> None:
 
 
 def _complaints(s: Stage2, sent: int, complaints: int, dim: str = DIM_PORT) -> list[Alert]:
+    """Sends in minute 5 and complaints in minute 6 of the hour at T; the alerts of
+    complaint.rate until the hour has closed (an early firing included)."""
     subject = PORT if dim == DIM_PORT else "taobao"
-    s.send({(dim, subject, T + 5 * MIN): sent}, watermark=T + 5 * MIN)
-    s.send({(COMPLAINT_PREFIX + dim, subject, T): complaints}, watermark=T + 40 * MIN)
-    before = [a for a in s.tick(T + HOUR + 9_999) if a.rule == "complaint.rate"]
-    assert before == []  # the hour window is still open
-    return [a for a in s.tick(T + HOUR + 10_000) if a.rule == "complaint.rate"]
+    got = s.send({(dim, subject, T + 5 * MIN): sent}, watermark=T + 5 * MIN)
+    got += s.send({(COMPLAINT_PREFIX + dim, subject, T + 6 * MIN): complaints})
+    got += s.tick(T + 7 * MIN + 9_999)  # minute 6 not folded yet (10 s grace)
+    assert [a for a in got if a.rule == "complaint.rate"] == []
+    got += s.tick(T + 7 * MIN + 10_000)
+    got += s.tick(T + HOUR + 10_000)
+    return [a for a in got if a.rule == "complaint.rate"]
 
 
 def test_complaint_rate_fires_at_count_and_rate() -> None:
-    """5 complaints against 1,000 messages (5,000 per million) fire at the hour's close."""
+    """5 complaints against 1,000 messages (5,000 per million) fire as soon as the minute
+    that crossed is folded (early), once: the hour's close does not fire it again."""
     (a,) = _complaints(Stage2(), sent=1_000, complaints=5)
     assert a.subject_type == "port" and a.subject == PORT and a.port == PORT
     assert a.observed == 5_000 and a.threshold == 2_000
     assert a.window_start == utc(T) and a.window_end == utc(T + HOUR)
+    assert a.ts == utc(T + 7 * MIN)  # judged up to the end of minute 6
+    assert "fired early, 7 of its 60 minutes judged" in a.detail
     assert a.alert_id == aggregate_alert_id("complaint.rate", "port", PORT, T)
+
+
+def test_an_early_judgement_counts_only_the_minutes_the_watermark_passed() -> None:
+    """A wave builds up over minutes 10-14 against sends of minutes 0-14: the alert fires at
+    the first folded minute where both thresholds hold, with the counts up to it."""
+    s = Stage2()
+    got: list[Alert] = []
+    for m in range(15):
+        got += s.send({(DIM_PORT, PORT, T + m * MIN): 100}, watermark=T + m * MIN)
+        if m >= 10:
+            got += s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T + m * MIN): 1})
+    got += s.tick(T + 20 * MIN)
+    (a,) = [x for x in got if x.rule == "complaint.rate"]
+    # minute 14 brings the 5th complaint: 5 against 1,500 sends (3,333 per million)
+    assert a.ts == utc(T + 15 * MIN) and a.observed == 3_333.3
+    assert [x for x in s.tick(T + HOUR + 10_000) if x.rule == "complaint.rate"] == []
+
+
+def test_a_window_that_crosses_only_with_late_complaints_is_judged_at_its_close() -> None:
+    """Complaints arriving after their minute was folded count at the hour's close only."""
+    s = Stage2()
+    s.send({(DIM_PORT, PORT, T + 5 * MIN): 1_000}, watermark=T + 5 * MIN)
+    s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T + 6 * MIN): 4})
+    assert [a for a in s.tick(T + 30 * MIN) if a.rule == "complaint.rate"] == []
+    s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T + 6 * MIN): 1})  # after minute 6 folded
+    assert [a for a in s.tick(T + 50 * MIN) if a.rule == "complaint.rate"] == []
+    (a,) = [a for a in s.tick(T + HOUR + 10_000) if a.rule == "complaint.rate"]
+    assert a.ts == utc(T + HOUR) and a.observed == 5_000 and "early" not in a.detail
+
+
+def test_early_firing_is_the_same_whatever_the_partials_interleave() -> None:
+    """Stage 2 judges only folded minutes: the same traffic cut into partials differently
+    (one partial per record, or all at once) gives the same alert, byte for byte."""
+
+    def run(one_by_one: bool) -> list[str]:
+        s = Stage2()
+        items: list[tuple[Key, int]] = [((DIM_PORT, PORT, T + m * MIN), 50) for m in range(8)]
+        items += [((COMPLAINT_PREFIX + DIM_PORT, PORT, T + m * MIN), 2) for m in (3, 5, 6)]
+        got: list[Alert] = []
+        if one_by_one:
+            for key, n in items:
+                for _ in range(n):
+                    got += s.send({key: 1}, watermark=T + 8 * MIN)
+        else:
+            got += s.send(dict(items), watermark=T + 8 * MIN)
+        got += s.tick(T + 9 * MIN) + s.tick(T + HOUR + 10_000)
+        return [a.model_dump_json(exclude={"detected_at"}) for a in got]
+
+    assert run(True) == run(False) and len(run(False)) == 1
 
 
 def test_complaint_rate_on_a_signature() -> None:
@@ -510,7 +566,7 @@ def test_an_overlapping_partial_counts_only_its_new_offsets() -> None:
     s.apply(overlap)
     st = s.state()
     assert st.volume[T][0] == 15
-    assert st.hours[T] == [15, 1]
+    assert st.hours[T][:2] == [15, 1]
     assert s.progress.applied == {"ev-0": 14}
 
 
@@ -572,7 +628,9 @@ def test_subject_state_round_trips() -> None:
     st = SubjectState(
         volume={T: [12, 1], T + MIN: [3, 0]},
         sublet={T: {SET_ACCOUNT: ["x", "y"], SET_IP: ["1.1.1.1"], "n": [9, 0, 4]}},
-        hours={T: [15, 2]},
+        hours={T: [15, 2, 10, 1, 0]},
+        cmin={T + MIN: 1},
+        smin={T: 10},
         ewma=7.25,
         windows_seen=11,
         enterprise="ENT_A",
@@ -581,6 +639,9 @@ def test_subject_state_round_trips() -> None:
     assert SubjectState.decode(st.encode()) == st
     assert SubjectState.decode(None) == SubjectState()
     assert SubjectState().empty() and not st.empty()
+    # a value written before early firing: hours as [sent, complaints]
+    old = b'{"v":{},"s":{},"h":{"5":[15,2]},"e":0.0,"n":0,"ent":null,"q":null}'
+    assert SubjectState.decode(old).hours == {5: [15, 2, 0, 0, 0]}
 
 
 def test_progress_round_trips_applied_offsets_and_watermarks() -> None:
@@ -624,13 +685,22 @@ def test_restart_rebuilds_the_index_and_closes_restored_windows() -> None:
 
 
 def test_complaint_window_grace_is_its_own() -> None:
-    """Each rule closes its windows with its own grace (here a long complaint grace)."""
+    """Each rule closes its windows with its own grace (here a long complaint grace, which
+    the early judgement of the hour's minutes keeps too)."""
     cfg = TrafficConfig(complaint=Windowing(HOUR, 5 * MIN))
     s = Stage2(cfg)
-    s.send({(DIM_PORT, PORT, T): 100, (COMPLAINT_PREFIX + DIM_PORT, PORT, T): 5}, watermark=T)
+    s.send({(DIM_PORT, PORT, T): 100}, watermark=T)
+    s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T + 50 * MIN): 4})
     assert all(a.rule != "complaint.rate" for a in s.tick(T + HOUR + 4 * MIN))
     assert T in s.state().hours
     late_ok = s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T): 1})
     assert late_ok == [] and s.agg.late == 0
     (a,) = [x for x in s.tick(T + HOUR + 5 * MIN) if x.rule == "complaint.rate"]
-    assert a.observed == 60_000
+    assert a.observed == 50_000  # 5 complaints against 100 messages, judged at the close
+    # the minutes of the next hour fold with the same 5-minute grace
+    s.send({(DIM_PORT, PORT, T + HOUR + 10 * MIN): 100}, watermark=T + HOUR + 10 * MIN)
+    s.send({(COMPLAINT_PREFIX + DIM_PORT, PORT, T + HOUR + 10 * MIN): 5})
+    early = T + HOUR + 11 * MIN
+    assert all(x.rule != "complaint.rate" for x in s.tick(early + 5 * MIN - 1))
+    (b,) = [x for x in s.tick(early + 5 * MIN) if x.rule == "complaint.rate"]
+    assert b.ts == utc(early) and b.window_start == utc(T + HOUR)
