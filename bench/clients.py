@@ -19,7 +19,13 @@ from bench.traffic import Rec, enc
 class Prod:
     """A confluent-kafka producer that retries on a full queue and fails on delivery errors."""
 
-    def __init__(self, bootstrap: str, linger_ms: int = 20, compression: str = "none") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        linger_ms: int = 20,
+        compression: str = "none",
+        partitioner: str = "murmur2_random",
+    ) -> None:
         from confluent_kafka import Producer
 
         self.errors: list[str] = []
@@ -27,9 +33,10 @@ class Prod:
             {
                 "compression.type": compression,
                 "bootstrap.servers": bootstrap,
-                # Kafka's Java default partitioner (murmur2) on the canonical msisdn key: what
-                # smsmon's contract asks of producers, so no event needs re-keying.
-                "partitioner": "murmur2_random",
+                # murmur2_random is Kafka's Java default partitioner (murmur2) on the key: on
+                # the canonical msisdn, what smsmon's contract asks of producers, so no event
+                # needs re-keying (KEYINGS for the others)
+                "partitioner": partitioner,
                 "linger.ms": linger_ms,
                 "batch.size": 1_000_000,
                 "acks": "all",
@@ -43,7 +50,7 @@ class Prod:
     def _on_error(self, err: Any, _msg: Any) -> None:
         self.errors.append(str(err))
 
-    def produce(self, topic: str, key: bytes, value: bytes, partition: int = -1) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes, partition: int = -1) -> None:
         while True:
             try:
                 self.p.produce(topic, value=value, key=key, partition=partition)
@@ -64,13 +71,23 @@ class Prod:
             raise RuntimeError(f"{len(self.errors)} produce errors, first: {self.errors[0]}")
 
 
-def produce_records(bootstrap: str, env: dict[str, str], records: list[Rec]) -> float:
+#: How a gateway keys and partitions its records (`--keying`): "java", Kafka's Java default
+#: partitioner on the canonical msisdn (what smsmon expects; nothing is re-keyed);
+#: "librdkafka", librdkafka's default partitioner (CRC32: most records are re-keyed); "none",
+#: no key at all (the gateway does not know smsmon's partitioning; records land at random).
+KEYINGS = {"java": "murmur2_random", "librdkafka": "consistent_random", "none": "random"}
+
+
+def produce_records(
+    bootstrap: str, env: dict[str, str], records: list[Rec], keying: str = "java"
+) -> float:
     """Produce events and complaints as fast as possible; returns the seconds it took."""
-    p = Prod(bootstrap)
+    p = Prod(bootstrap, partitioner=KEYINGS[keying])
+    keyed = keying != "none"
     topics = {"event": env["SMSMON_TOPIC_EVENTS"], "complaint": env["SMSMON_TOPIC_COMPLAINTS"]}
     t0 = time.monotonic()
     for i, (kind, key, value) in enumerate(records):
-        p.produce(topics[kind], key, value)
+        p.produce(topics[kind], key if keyed else None, value)
         if i % 10_000 == 0:
             p.poll()
     p.flush()

@@ -37,10 +37,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.clients import KEYINGS
 from bench.harness import WORKER_OWNED, Broker, Processes, app_env
 from bench.phases import one_worker_phases, two_worker_phase
 from bench.report import log, machine, print_summary
 from bench.traffic import (
+    MIXES,
+    REPEAT_FRACTION,
     SCENARIOS,
     SPAN_S,
     SUBSCRIBERS,
@@ -49,6 +52,7 @@ from bench.traffic import (
     simulation,
     span_start,
     take_records,
+    with_repeats,
 )
 
 # test_traffic_detection computes its expected alerts with the bench's offline run
@@ -78,6 +82,8 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
             "events": args.events,
             "consent_pairs": args.consent_pairs,
             "partitions": args.partitions,
+            "keying": args.keying,
+            "mix": args.mix,
             "quick": args.quick,
             "seed": args.seed,
             "profiled": bool(args.profile),
@@ -88,9 +94,10 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
     # -- data (before anything runs on the broker)
     start = span_start(dt.datetime.now(dt.UTC))
     t0 = time.monotonic()
-    rate = calibrated_rate(args.seed, start, SPAN_S, args.events, args.subscribers)
-    sim = simulation(args.seed, start, SPAN_S, rate, args.subscribers)
+    rate = calibrated_rate(args.seed, start, SPAN_S, args.events, args.subscribers, args.mix)
+    sim = simulation(args.seed, start, SPAN_S, rate, args.subscribers, args.mix)
     records, _ = take_records(sim, args.events)
+    records = with_repeats(records, REPEAT_FRACTION[args.mix], args.seed)
     if args.no_complaints:
         records = [r for r in records if r[0] == "event"]
     kinds = Counter(k for k, _, _ in records)
@@ -102,7 +109,14 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
     t0 = time.monotonic()
     expected = offline_alerts(sim, records)
     log(f"offline: {len(expected):,} expected alerts in {time.monotonic() - t0:.1f}s")
+    violating = len({a.event_id for a in expected if a.event_id})
+    log(
+        f"mix {args.mix}: {violating / max(kinds['event'], 1):.1%} of the events break a "
+        f"per-message rule; {len(records) - len({r[2] for r in records}):,} repeated records"
+    )
     res["data"] = {
+        "violating_event_share": round(violating / max(kinds["event"], 1), 4),
+        "repeated_records": len(records) - len({r[2] for r in records}),
         "records": len(records),
         "events": kinds["event"],
         "complaints": kinds["complaint"],
@@ -146,6 +160,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=8, help="SMSMON_PARTITIONS (default 8)")
     ap.add_argument("--quick", action="store_true", help="a small smoke run (not a result)")
     ap.add_argument("--seed", type=int, default=6)
+    ap.add_argument(
+        "--keying",
+        choices=sorted(KEYINGS),
+        default="java",
+        help="how the gateway keys its records: java (Kafka's Java partitioner on the "
+        "canonical msisdn, default), librdkafka (its default partitioner: most records are "
+        "re-keyed), none (no key)",
+    )
+    ap.add_argument(
+        "--mix",
+        choices=sorted(MIXES),
+        default="light",
+        help="light (ordinary traffic, default) or heavy (>= 30 %% of events break a rule, "
+        "ten times the unsubscribes, 2 %% repeated event ids)",
+    )
     ap.add_argument("--latency-seconds", type=float, help="latency phase length (default 60)")
     ap.add_argument("--json", type=Path, help="write all figures here as JSON")
     ap.add_argument("--profile", type=Path, help="py-spy raw profile of the worker during (2)")
@@ -213,7 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     if rc:
         print(f"run failed: {res['error']}")
         return rc
-    ok = res.get("one_worker", {}).get("correctness", {}).get("equal", False)
+    corr = res.get("one_worker", {}).get("correctness", {})
+    ok = corr.get("equal", False)
+    if not ok and args.keying == "none" and corr.get("order_dependent_only"):
+        # unkeyed records of one subscriber land on random partitions, so their order is not
+        # kept (docs/contract.md); only the order-dependent rules may differ
+        print(
+            "keying none: the differences are in order-dependent rules only "
+            f"({', '.join(corr.get('differing_rules', []))}): reported, not failed"
+        )
+        ok = True
     return 0 if ok else 1
 
 

@@ -40,8 +40,23 @@ def span_start(now: dt.datetime) -> dt.datetime:
     return start
 
 
+#: `--mix`: "light", the simulator's ordinary traffic (about 5 alerts per 100 events);
+#: "heavy", violation-heavy traffic (at least 30 % of events break a per-message rule, ten
+#: times the unsubscribes, and 2 % of the events repeated with the same event id).
+MIXES: dict[str, dict[str, float]] = {
+    "light": {},
+    "heavy": {"violation_rate": 0.45, "unsubscribe_prob": 0.05, "reply_prob": 0.02},
+}
+REPEAT_FRACTION = {"light": 0.0, "heavy": 0.02}
+
+
 def simulation(
-    seed: int, start: dt.datetime, duration: float, rate: float, subscribers: int
+    seed: int,
+    start: dt.datetime,
+    duration: float,
+    rate: float,
+    subscribers: int,
+    mix: str = "light",
 ) -> Any:
     from smsmon.tools.simulator import SimConfig, generate
 
@@ -55,17 +70,42 @@ def simulation(
             subscribers=subscribers,
             msisdn_secret=SECRET.encode(),
             incidents=1,
+            **MIXES[mix],  # type: ignore[arg-type]
         )
     )
 
 
 def calibrated_rate(
-    seed: int, start: dt.datetime, duration: float, records: int, subscribers: int
+    seed: int,
+    start: dt.datetime,
+    duration: float,
+    records: int,
+    subscribers: int,
+    mix: str = "light",
 ) -> float:
     """The simulator's base_rate that yields about `records` records over the span."""
     probe = 2.0
-    n = sum(1 for _ in simulation(seed, start, duration, probe, subscribers).records())
+    n = sum(1 for _ in simulation(seed, start, duration, probe, subscribers, mix).records())
     return probe * records / max(n, 1)
+
+
+def with_repeats(records: list[Rec], fraction: float, seed: int) -> list[Rec]:
+    """`records` with `fraction` of the events sent again, unchanged, a few records later (a
+    gateway retrying): the worker skips them as repeated event ids."""
+    if fraction <= 0:
+        return records
+    rng = random.Random(f"bench-repeats:{seed}")
+    out: list[Rec] = []
+    pending: list[tuple[int, Rec]] = []
+    for i, rec in enumerate(records):
+        out.append(rec)
+        if rec[0] == "event" and rng.random() < fraction:
+            pending.append((i + rng.randrange(1, 50), rec))
+        while pending and pending[0][0] <= i:
+            out.append(pending.pop(0)[1])
+        pending.sort(key=lambda p: p[0])
+    out.extend(rec for _, rec in pending)
+    return out
 
 
 def enc(value: dict[str, Any]) -> bytes:
@@ -113,12 +153,22 @@ def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[A
     consent = [ConsentRecord.model_validate(v) for _, v in sim.reference.consent]
 
     def decoded() -> Iterator[Any]:
+        # a repeated id is skipped, as the worker's dedup window (larger than any bench
+        # input) skips it
+        seen: set[str] = set()
         yield from consent
         for kind, key, value in records:
+            rec: Any
             if kind == "complaint":
-                yield decode_model(Complaint, value, ctx)
+                rec = decode_model(Complaint, value, ctx)
+                rid = "c:" + rec.complaint_id
             else:
-                yield decode_event(value, key, ctx)
+                rec = decode_event(value, key, ctx)
+                rid = rec.event_id
+            if rid in seen:
+                continue
+            seen.add(rid)
+            yield rec
 
     return list(runner.run(decoded()))
 

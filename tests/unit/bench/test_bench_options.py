@@ -30,3 +30,24 @@ def test_worker_env_items_become_settings() -> None:
 def test_worker_env_refuses_what_the_bench_owns_or_cannot_parse(item: str) -> None:
     with pytest.raises(SystemExit):
         worker_env_option(argparse.ArgumentParser(), [item])
+
+
+def test_the_heavy_mix_repeats_events_after_their_originals() -> None:
+    from bench.traffic import with_repeats
+
+    records = [("event", b"k", f'{{"event_id":"e{i}"}}'.encode()) for i in range(2_000)]
+    records += [("complaint", b"k", b'{"complaint_id":"c1"}')]
+    out = with_repeats(records, 0.02, seed=6)
+    originals = [r for i, r in enumerate(out) if r not in out[:i]]
+    assert originals == records  # every record once, in order, before its repeat
+    repeats = len(out) - len(records)
+    assert 20 <= repeats <= 70  # about 2 % of 2,000 events
+    assert all(r[0] == "event" for r in out if out.count(r) > 1)
+    assert with_repeats(records, 0.0, seed=6) == records
+
+
+def test_keying_none_may_differ_only_in_order_dependent_rules() -> None:
+    from bench.phases import ORDER_DEPENDENT
+
+    assert {"consent.revoked", "consent.missing"} <= ORDER_DEPENDENT
+    assert not {"port.unregistered", "volume.spike", "recipient.flood"} & ORDER_DEPENDENT
