@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="write the expected (event_id, rule) set here as JSONL")
     p.add_argument("--jsonl", help="write the events to this file instead of Kafka")
     p.set_defaults(func=cmd_sample)
+    from smsmon.console.cli import register_cli as register_console
+    from smsmon.store.cli import register_cli as register_store
+
+    register_store(sub)
+    register_console(sub)
     from smsmon.tools.simulator import register_cli
 
     register_cli(sub)
