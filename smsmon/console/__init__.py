@@ -1,0 +1,1 @@
+"""The compliance console: a server-rendered web app over the alert store."""
