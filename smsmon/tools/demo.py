@@ -1,7 +1,8 @@
-"""`make demo`: local broker, one worker, sample traffic and a live terminal view.
+"""`make demo`: local broker, one worker, sample traffic, the alert store and the compliance
+console, and a live terminal view.
 
-Everything it starts (broker, worker, Prometheus if installed, traffic) is stopped on Ctrl-C,
-on SIGTERM, or after `--seconds`.
+Everything it starts (broker, worker, store, console, Prometheus if installed, traffic) is
+stopped on Ctrl-C, on SIGTERM, or after `--seconds`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "kafka-local.sh"
+# the demo's console login (a local demo on 127.0.0.1 only; never a production account)
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-only-password"
 
 
 class Demo:
@@ -44,6 +47,11 @@ class Demo:
             SMSMON_METRICS_PORT=str(args.metrics_port),
             SMSMON_PARTITIONS="4",
             SMSMON_PYTHON=sys.executable,
+            SMSMON_ALERT_DB_URL=f"sqlite:///{self.state / 'alerts.db'}",
+            SMSMON_CONSOLE_SECRET=os.environ.get(
+                "SMSMON_CONSOLE_SECRET", "demo-only-console-session-secret"
+            ),
+            SMSMON_CONSOLE_PORT=str(args.console_port),
         )
 
     def start(self) -> None:
@@ -66,9 +74,32 @@ class Demo:
         )
         print("starting smsmon worker …", flush=True)
         self._spawn("worker", [sys.executable, "-m", "smsmon.cli", "worker"])
+        (self.state / "alerts.db").unlink(missing_ok=True)
+        self._setup_step(["store", "migrate"])
+        self._setup_step(["console", "add-user", DEMO_USER, "--role", "handler"], DEMO_PASSWORD)
+        print("starting the alert store and the compliance console …", flush=True)
+        self._spawn("store", [sys.executable, "-m", "smsmon.cli", "store"])
+        self._spawn("console", [sys.executable, "-m", "smsmon.cli", "console", "serve"])
+        print(
+            f"compliance console: http://127.0.0.1:{self.args.console_port}/  "
+            f"(login {DEMO_USER} / {DEMO_PASSWORD})",
+            flush=True,
+        )
         prom = shutil.which("prometheus")
         if prom:
             self._prometheus(prom)
+
+    def _setup_step(self, args: list[str], stdin: str | None = None) -> None:
+        """Run `smsmon <args>` to completion; its output only if it fails."""
+        done = subprocess.run(
+            [sys.executable, "-m", "smsmon.cli", *args],
+            input=None if stdin is None else (stdin + "\n").encode(),
+            env=self.env,
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            sys.stderr.write(done.stdout.decode(errors="replace") + done.stderr.decode())
+            raise SystemExit(f"smsmon {' '.join(args)} failed ({done.returncode})")
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = (self.state / f"{name}.log").open("wb")
@@ -161,7 +192,12 @@ class Demo:
                 rows.append((labels["rule"].strip('"'), labels["severity"].strip('"'), v))
         for rule, sev, v in sorted(rows, key=lambda r: -r[2]):
             rules.add_row(rule, sev, f"{v:,.0f}")
-        return Group(Panel(head, title="smsmon demo — Ctrl-C stops everything"), rules)
+        console = (
+            f"console http://127.0.0.1:{self.args.console_port}/ ({DEMO_USER} / {DEMO_PASSWORD})"
+        )
+        return Group(
+            Panel(head, title="smsmon demo — Ctrl-C stops everything", subtitle=console), rules
+        )
 
     def run(self) -> None:
         started = time.monotonic()
@@ -172,7 +208,7 @@ class Demo:
             while deadline is None or time.monotonic() < deadline:
                 time.sleep(1)
                 for name, proc in self.procs:
-                    if proc.poll() is not None and name in ("worker",):
+                    if proc.poll() is not None and name in ("worker", "store", "console"):
                         raise SystemExit(f"{name} exited; see {self.state / (name + '.log')}")
                 try:
                     m = self.metrics()
@@ -205,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="smsmon-demo", description=__doc__)
     p.add_argument("--kafka-port", type=int, default=int(os.environ.get("DEMO_KAFKA_PORT", 19092)))
     p.add_argument("--metrics-port", type=int, default=9108)
+    p.add_argument("--console-port", type=int, default=8088)
     p.add_argument("--rate", type=float, default=300.0, help="simulated events per second")
     p.add_argument("--seconds", type=float, default=0.0, help="stop after this long (0 = Ctrl-C)")
     args = p.parse_args(argv)
