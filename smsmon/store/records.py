@@ -168,13 +168,16 @@ def consent_row(
         if src.value is None:
             msisdn, enterprise = consent_key(src.key)
             status, ts, source = schema.CONSENT_DELETED, _record_time(src, at), None
+            method = proof_ref = None
         else:
             record = decode_model(ConsentRecord, src.value, ctx)
             msisdn, enterprise = record.msisdn, record.enterprise
             status, ts, source = str(record.status), record.ts, record.source
+            method = None if record.method is None else str(record.method)
+            proof_ref = record.proof_ref
     except DecodeError as exc:
         return Reject(exc.reason, exc.error)
-    if "\x00" in enterprise or (source is not None and "\x00" in source):
+    if "\x00" in enterprise or any(v is not None and "\x00" in v for v in (source, proof_ref)):
         return Reject("schema:enterprise", "NUL character")
     if len(enterprise) > 200:
         return Reject("schema:enterprise", "enterprise: longer than 200 characters")
@@ -185,6 +188,8 @@ def consent_row(
         "status": status,
         "ts": ts,
         "source": source,
+        "method": method,
+        "proof_ref": proof_ref,
         "published_by_smsmon": source == "mo",
         "src_partition": src.partition,
         "src_offset": src.offset,

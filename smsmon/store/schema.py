@@ -154,6 +154,9 @@ class ConsentEvent(Base):
     status: Mapped[str] = mapped_column(String(20))
     ts: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     source: Mapped[str | None] = mapped_column(String(50))
+    # how the consent was given and where its proof is kept (ConsentRecord, migration 0002)
+    method: Mapped[str | None] = mapped_column(String(30))
+    proof_ref: Mapped[str | None] = mapped_column(String(200))
     published_by_smsmon: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )

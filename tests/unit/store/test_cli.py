@@ -45,9 +45,9 @@ def test_migrate_subcommand_creates_the_database(tmp_path: Path) -> None:
     """`python -m smsmon.store migrate` creates the file and reports the revision."""
     first = _run(tmp_path, "migrate")
     assert first.returncode == 0, first.stderr
-    assert "schema empty -> 0001" in first.stdout
+    assert "schema empty -> 0002" in first.stdout
     again = _run(tmp_path, "migrate")
-    assert "schema 0001 -> 0001" in again.stdout
+    assert "schema 0002 -> 0002" in again.stdout
     assert (tmp_path / "db" / "alerts.db").exists()
 
 

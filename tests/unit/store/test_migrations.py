@@ -43,7 +43,7 @@ def test_migrate_creates_every_table_at_head(engine: Engine) -> None:
         "store_rejects",
         "alembic_version",
     }
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
 
 
 def test_migrated_schema_matches_the_orm_models(engine: Engine) -> None:
@@ -120,3 +120,26 @@ def test_postgresql_urls_use_psycopg3() -> None:
     assert normalise_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
     assert normalise_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_a_store_at_0001_upgrades_and_keeps_its_consent_events(tmp_path: Path) -> None:
+    """0002 adds the consent method and proof reference; rows stored before stay."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0001")
+    row = {
+        "msisdn_hash": "k1:ab",
+        "msisdn_masked": "138****8000",
+        "enterprise": "ENT_A",
+        "status": "granted",
+        "ts": dt.datetime(2026, 11, 1, tzinfo=dt.UTC),
+        "source": "app",
+        "src_partition": 0,
+        "src_offset": 7,
+    }
+    with engine.begin() as conn:
+        conn.execute(schema.ConsentEvent.__table__.insert().values(row))  # type: ignore[attr-defined]
+    migrate(engine)
+    assert current_revision(engine) == "0002"
+    with engine.connect() as conn:
+        got = conn.execute(select(schema.ConsentEvent.enterprise, schema.ConsentEvent.method))
+        assert got.all() == [("ENT_A", None)]

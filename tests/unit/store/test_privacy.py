@@ -115,3 +115,25 @@ def test_consent_replay_is_idempotent(writer: Writer, engine: Engine) -> None:
     )
     assert writer.write([rec]).rows["consent_events"] == 1
     assert writer.write([rec, rec]).rows["consent_events"] == 0
+
+
+def test_consent_method_and_proof_reference_are_kept(writer: Writer, engine: Engine) -> None:
+    """The evidence the consent.implicit alert cites is kept with the consent event."""
+    rec = src(
+        TOPICS.consent,
+        3,
+        {
+            "msisdn": NUMBERS[1],
+            "enterprise": "E",
+            "status": "granted",
+            "ts": "2026-11-30T10:00:00+08:00",
+            "source": "app-signup",
+            "method": "registration_default",
+            "proof_ref": "signup/884",
+        },
+        key=f"{NUMBERS[1]}|E".encode(),
+    )
+    assert writer.write([rec]).rows["consent_events"] == 1
+    with engine.connect() as conn:
+        got = conn.execute(select(schema.ConsentEvent.method, schema.ConsentEvent.proof_ref)).all()
+    assert got == [("registration_default", "signup/884")]
