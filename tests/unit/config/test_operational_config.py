@@ -372,6 +372,10 @@ def test_compose_stack(compose: dict[str, Any]) -> None:
         "prometheus",
         "alertmanager",
         "grafana",
+        "postgres",
+        "store",
+        "console-user",
+        "console",
     }
     assert services["kafka"]["image"] == "apache/kafka:4.1.1"
     kafka_version = re.search(
@@ -388,6 +392,22 @@ def test_compose_stack(compose: dict[str, Any]) -> None:
     ]
     for name in ("prometheus", "alertmanager", "grafana"):
         assert services[name]["image"].split("/")[0] in ("prom", "grafana"), name
+
+
+def test_compose_store_and_console(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["store"]["command"] == ["store"]
+    assert services["console"]["command"] == ["console", "serve"]
+    for name in ("store", "console", "console-user"):
+        url = services[name]["environment"]["SMSMON_ALERT_DB_URL"]
+        assert url.startswith("postgresql+psycopg://") and url.endswith("@postgres/smsmon"), name
+    # the console is published on the host's loopback only
+    (port,) = services["console"]["ports"]
+    if isinstance(port, str):  # docker-compose v1 keeps the short form
+        assert port == "127.0.0.1:8088:8088"
+    else:
+        assert port["host_ip"] == "127.0.0.1" and port["target"] == 8088
+    assert "SMSMON_CONSOLE_SECRET" in services["console"]["environment"]
 
 
 def test_compose_worker_is_scalable(compose: dict[str, Any]) -> None:
