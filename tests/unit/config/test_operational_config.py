@@ -404,7 +404,7 @@ def test_compose_store_and_console(compose: dict[str, Any]) -> None:
     # the console is published on the host's loopback only
     (port,) = services["console"]["ports"]
     if isinstance(port, str):  # docker-compose v1 keeps the short form
-        assert port == "127.0.0.1:8088:8088"
+        assert port.removesuffix("/tcp") == "127.0.0.1:8088:8088"
     else:
         assert port["host_ip"] == "127.0.0.1" and port["target"] == 8088
     assert "SMSMON_CONSOLE_SECRET" in services["console"]["environment"]
