@@ -19,7 +19,7 @@ from smsmon.contract.models import Alert
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
 from smsmon.rules.reference import ReferenceBook
 from smsmon.rules.traffic import Partial, TrafficConfig, subject_partition
-from smsmon.streams.app import AGGREGATE_AGENT, Wiring
+from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
 from smsmon.streams.tables import TableWriter
@@ -121,10 +121,10 @@ class Aggregation:
         rec = self.book.ports.get(port)
         return (rec.enterprise, rec.max_per_minute) if rec is not None else (None, None)
 
-    def _progress_for(self, q: int, event: Any) -> Progress:
+    def _progress_for(self, q: int) -> Progress:
         p = self.progress.get(q)
         if p is None:
-            raw = self.tables.read(self.w.progress, f"q{q}".encode(), event)
+            raw = self.w.progress.get(f"q{q}".encode())
             p = self.progress[q] = Progress.decode(raw, self.cfg.idle_ms)
             n = self.settings.partitions
             # Every logical partition sends partials here; one that has not reported yet
@@ -163,20 +163,22 @@ class Aggregation:
         for event in batch:
             m = event.message
             q = m.partition
+            bind_event(event)
             self.store.writer = event
             last[q] = event
             try:
                 partial = Partial.decode(m.value)
                 alerts += self.aggregator.apply(
-                    partial, self._progress_for(q, event), self.store, wall_ms, now
+                    partial, self._progress_for(q), self.store, wall_ms, now
                 )
             except Exception as exc:  # an internal record we cannot read: never stop
                 self.metrics.processing_errors.labels("aggregate").inc()
                 log.error("partial %s[%d]@%d raised %s", m.topic, q, m.offset, type(exc).__name__)
         write = self.tables.write
         for q, event in last.items():
-            self.store.writer = event  # table reads and writes go to its partition
-            alerts += self.aggregator.close(self._progress_for(q, event), self.store, wall_ms, now)
+            bind_event(event)  # Faust routes table reads by the current event's partition
+            self.store.writer = event
+            alerts += self.aggregator.close(self._progress_for(q), self.store, wall_ms, now)
             write(self.w.progress, f"q{q}".encode(), self.progress[q].encode(), event)
         for key, value, writer in self.store.drain():
             write(self.w.subjects, key, value, writer)

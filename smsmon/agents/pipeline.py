@@ -41,7 +41,7 @@ from smsmon.rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
 from smsmon.rules.reference import ReferenceBook, apply_reference
 from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
 from smsmon.streams import faust_compat
-from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring
+from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
 from smsmon.streams.loader import ReferenceLoader
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
@@ -155,7 +155,7 @@ def _header(message: Any, name: str) -> bytes | None:
 
 class Delivery:
     """A record delivered by the consumer loop's batch path: what `process_batch` reads of a
-    Faust `Event` (its message; weak-referenceable, for Faust's per-key table path)."""
+    Faust `Event` (its message; weak-referenceable, for `bind_event`)."""
 
     __slots__ = ("__weakref__", "message")
 
@@ -413,7 +413,8 @@ class Pipeline:
             positions[(m.topic, m.partition)] = m.offset + 1
             rekeyed = m.topic == self.settings.rekey_topic
             origin = _header(m, ORIGIN_HEADER) if rekeyed else None
-            state.writer = event  # table reads and writes go to its partition
+            bind_event(event)
+            state.writer = event
             try:
                 handler = handlers.get((origin or b"") if rekeyed else m.topic)
                 if handler is None:

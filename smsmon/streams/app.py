@@ -150,11 +150,11 @@ def build_app(settings: Settings) -> Wiring:
 
 
 def bind_event(event: Any) -> None:
-    """Make `event` Faust's current event, for Faust's own per-key table path only.
+    """Make `event` Faust's current event.
 
-    smsmon routes every table read and write by an explicit argument, the record whose
-    partition it belongs to (`TableWriter.read`/`write`). Only Faust's per-key path (the
-    memory store, `SMSMON_BATCHED_CHANGELOG=false`) routes by Faust's *current event*
-    instead, so `TableWriter` binds the record's event just before it takes that path.
+    Faust routes table reads, writes and changelog records by the *current event's*
+    partition. Inside `take_events` batches the current event is whichever arrived last,
+    so before touching a table for a given record we bind that record's event: the
+    state of an msisdn then lives in the partition smsmon's partitioner gives it.
     """
     set_current_event(event)
