@@ -18,11 +18,22 @@ events partition for the group (a worker after a rebalance resumes from committe
                   one event per partition and time until worker 2 has processed all 8. Once
                   per value of --standby-replicas (default "1,0": Faust's
                   TABLE_STANDBY_REPLICAS=0 turns the standbys of streams/app.py off).
+  --mode crash    blind time of a SIGKILL under steady traffic (bench/blind.py): two workers
+                  as in standby mode, --rate alerting events per second on each events
+                  partition, then per --cases: "restart" SIGKILLs worker 1 and starts it again
+                  at once on its data dir (static membership: the same instance id),
+                  "takeover" SIGKILLs worker 1 for good (worker 2 takes over); "term-restart"
+                  and "term-takeover" stop it with SIGTERM instead. Per partition
+                  the blind time is the first alert created after the kill minus the last one
+                  created before it; once per value of --standby-replicas.
 
     python -m bench.recovery --mode fresh --pairs 1000000
     python -m bench.recovery --mode fresh --pairs 10000000 --json recovery-10m.json
     python -m bench.recovery --mode standby --pairs 1000000 --standby-replicas 1,0
     python -m bench.recovery --mode standby --pairs 1000000 --stop kill
+    python -m bench.recovery --mode crash --pairs 1000000 --standby-replicas 1 \
+        --cases restart,takeover
+    python -m bench.recovery --mode crash --pairs 1000000 --standby-replicas 0 --cases takeover
 
 Every process it starts (broker, workers) is stopped on exit, also on Ctrl-C.
 See docs/reliability.md, "Recovery blind time and standby replicas", for the recorded results.
@@ -48,6 +59,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench import blind
 from bench.clients import Prod
 from bench.harness import (
     Broker,
@@ -338,6 +350,30 @@ def restore_progress(path: Path) -> dict[str, Any]:
     }
 
 
+def active_partitions_before(path: Path, before: float, changelog: str) -> list[int] | None:
+    """The consent changelog partitions of the last "Highwater for active changelog
+    partitions" table logged before `before`: the worker's active partitions then."""
+    tables = [
+        e for e in log_entries(path) if e[0] <= before and e[1].startswith("Highwater for active")
+    ]
+    return sorted(_table(tables[-1][2], changelog)) if tables else None
+
+
+REBALANCE_MARKS = ("Highwater for active", "Elected group leader", "Joined group")
+
+
+def rebalance_marks(path: Path, after: float) -> dict[str, int]:
+    """How often the log shows a rebalance step after `after` (Faust's restore start,
+    aiokafka's join lines when they are logged)."""
+    out = dict.fromkeys(REBALANCE_MARKS, 0)
+    for t, msg, _ in log_entries(path):
+        if t > after:
+            for mark in REBALANCE_MARKS:
+                if mark in msg:
+                    out[mark] += 1
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # the runs
 
@@ -553,6 +589,234 @@ def run_standby(
     return res
 
 
+def two_workers(
+    args: argparse.Namespace,
+    procs: Processes,
+    root: Path,
+    env: dict[str, str],
+    changelog: str,
+    label: str,
+) -> tuple[Worker, Poller, Worker, Poller, float]:
+    """Worker 1 restores the whole table, then worker 2 joins; returns once both are active,
+    idle and --settle seconds more have passed (and the seconds worker 2 took)."""
+    w1, p1, t1 = start_worker(procs, f"{label}-w1", env, root)
+    timeout = 600 + args.pairs / 2_000
+    wait_for(
+        lambda: (
+            p1.latest().get("smsmon_reference_ready") == 1.0
+            and p1.latest().get("consent", 0.0) >= args.pairs
+        ),
+        timeout,
+        "worker 1 ready with the whole table",
+        [w1],
+    )
+    log(f"{label}: worker 1 has the whole table after {time.time() - t1:.1f}s")
+    w2, p2, t2 = start_worker(procs, f"{label}-w2", env, root)
+    wait_both(args, (p1, p2), (w1, w2), w2, t2, changelog, timeout)
+    t_both = time.time()
+    log(f"{label}: both workers active {t_both - t2:.1f}s after worker 2 started")
+    return w1, p1, w2, p2, t_both - t2
+
+
+def wait_both(
+    args: argparse.Namespace,
+    pollers: tuple[Poller, Poller],
+    workers: tuple[Worker, Worker],
+    late: Worker,
+    since: float,
+    changelog: str,
+    timeout: float,
+    quiet: bool = True,
+) -> None:
+    """Both ready, the table split between them, the restore of `late` (the one that started
+    last, at `since`) complete, both idle (unless not `quiet`: under traffic they never
+    are), then --settle seconds."""
+    p1, p2 = pollers
+    w1, w2 = workers
+
+    def both_ready() -> bool:
+        a, b = p1.latest(), p2.latest()
+        return (
+            a.get("smsmon_reference_ready") == 1.0
+            and b.get("smsmon_reference_ready") == 1.0
+            and a.get("consent", 0.0) > 0
+            and b.get("consent", 0.0) > 0
+            and a.get("consent", 0.0) + b.get("consent", 0.0) == args.pairs
+            and bool(restore_window(late.log_path, abs(since), changelog).get("end"))
+        )
+
+    wait_for(both_ready, timeout, "both workers ready", [w1, w2])
+    if quiet:
+        wait_quiescent([w1.pid, w2.pid], timeout=600 + args.pairs / 5_000)
+    time.sleep(args.settle)
+
+
+def crash_once(
+    args: argparse.Namespace,
+    case: str,
+    procs: Processes,
+    root: Path,
+    env: dict[str, str],
+    changelog: str,
+    label: str,
+    workers: tuple[Worker, Poller, Worker, Poller],
+    alerts: blind.Alerts,
+) -> tuple[dict[str, Any], tuple[Worker, Poller, Worker, Poller] | None]:
+    """SIGKILL worker 1 under traffic (SIGTERM for the `term-` cases, a clean stop);
+    `restart` starts it again on its data dir at once, `takeover` leaves its partitions to
+    worker 2. Returns the figures and, after a restart, the two running workers."""
+    sig = signal.SIGTERM if case.startswith("term-") else signal.SIGKILL
+    restart = case.endswith("restart")
+    w1, p1, w2, p2 = workers
+    # traffic flowing on every partition through both workers for a few seconds
+    t_warm = time.time()
+    wait_for(
+        lambda: blind.covered(alerts.snapshot(), args.partitions, t_warm + 3.0),
+        120,
+        "alerts on every partition",
+        [w1, w2],
+    )
+    before = active_partitions_before(w1.log_path, time.time(), changelog)
+    log(
+        f"{label}/{case}: {sig.name} worker 1 (active partitions {before}; "
+        f"load {os.getloadavg()[0]:.2f})"
+    )
+    t_kill = time.time()
+    w1.proc.send_signal(sig)
+    w1.proc.wait(timeout=90)
+    t_exit = time.time()
+    # after a SIGTERM worker 1 may still send alerts until it exits: the gap spans its exit
+    t_ref = t_exit if sig == signal.SIGTERM else t_kill
+    p1.stop()
+    t_restart: float | None = None
+    owner = w2
+    if restart:
+        old_log = w1.copy_log(f"before-restart-{int(t_kill)}")
+        w1, p1, t_restart = start_worker(procs, w1.name, env, root)
+        owner = w1
+    else:
+        old_log = w1.log_path
+    timeout = 300 + args.pairs / 2_000
+    running = [w1, w2] if restart else [w2]
+    wait_for(
+        lambda: blind.covered(alerts.snapshot(), args.partitions, t_ref),
+        timeout,
+        "an alert created after the kill on every partition",
+        running,
+    )
+    time.sleep(2.0)
+    per = blind.blind_times(alerts.snapshot(), range(args.partitions), t_ref)
+    win = restore_window(owner.log_path, t_kill, changelog)
+    after = None
+    if restart:
+        with contextlib.suppress(OSError):
+            wins = restore_window(w1.log_path, t_restart or t_kill, changelog)
+            after = wins.get("active_partitions")
+    moved = sorted(before or [])
+    worst = max((v["blind_s"] for p, v in per.items() if v["blind_s"] is not None), default=None)
+    worst_moved = max(
+        (per[p]["blind_s"] or 0.0 for p in moved if per[p]["blind_s"] is not None),
+        default=None,
+    )
+    others = [p for p in range(args.partitions) if p not in moved]
+    worst_others = max(
+        (per[p]["blind_s"] or 0.0 for p in others if per[p]["blind_s"] is not None),
+        default=None,
+    )
+    res = {
+        "case": case,
+        "killed_worker_partitions": before,
+        "restarted_worker_partitions": after,
+        "signal": sig.name,
+        "worker1_exit_s": t_exit - t_kill,
+        "same_assignment": (after == before) if restart else None,
+        "blind_max_s": worst,
+        "blind_max_killed_partitions_s": worst_moved,
+        "blind_max_other_partitions_s": worst_others,
+        "per_partition": per,
+        "restart_started_after_s": (t_restart - t_kill) if t_restart else None,
+        "restore_s": win.get("seconds"),
+        "restore_started_after_kill_s": (win["start"] - t_kill) if win else None,
+        "records_to_read": win.get("records_to_read"),
+        "restore_attempts": win.get("attempts"),
+        "worker2_rebalance_marks": rebalance_marks(w2.log_path, t_kill),
+        "logs": [str(old_log), str(w1.log_path), str(w2.log_path)],
+    }
+    log(
+        f"{label}/{case}: blind max {fmt(worst, 's', 1)} (killed worker's partitions "
+        f"{fmt(worst_moved, 's', 1)}, others {fmt(worst_others, 's', 1)}); restore "
+        f"{fmt(res['restore_s'], 's', 1)} of {fmt(res['records_to_read'])} records; "
+        f"same assignment after restart: {res['same_assignment']}; worker 2 log marks "
+        f"{res['worker2_rebalance_marks']}"
+    )
+    if restart:
+        return res, (w1, p1, w2, p2)
+    return res, None
+
+
+def run_crash(
+    args: argparse.Namespace, procs: Processes, root: Path, broker: Broker, replicas: int
+) -> dict[str, Any]:
+    env, s = new_app(broker, args, f"c{replicas}")
+    env = dict(env, TABLE_STANDBY_REPLICAS=str(replicas))  # read by Faust (defect 9)
+    for kv in args.worker_env:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    changelog = f"{s.app_id}-consent-changelog"
+    fill = fill_changelog(broker.bootstrap, changelog, args)
+    load = Load()
+    load.start()
+    label = f"crash-s{replicas}"
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    known = {"restart", "takeover", "term-restart", "term-takeover"}
+    if set(cases) - known or any(c.endswith("takeover") for c in cases[:-1]):
+        raise SystemExit(
+            f"--cases: of {sorted(known)}; a takeover ends worker 1 for good, so it comes last"
+        )
+    alerts = blind.Alerts(broker.bootstrap, s.topic_alerts)
+    traffic = blind.Traffic(broker.bootstrap, s.topic_events, args.partitions, args.rate)
+    pollers: list[Poller] = []
+    runs: list[dict[str, Any]] = []
+    try:
+        w1, p1, w2, p2, w2_active = two_workers(args, procs, root, env, changelog, label)
+        pollers += [p1, p2]
+        alerts.start()
+        traffic.start()
+        state: tuple[Worker, Poller, Worker, Poller] | None = (w1, p1, w2, p2)
+        for i, case in enumerate(cases):
+            assert state is not None
+            if i:
+                w1, p1, w2, p2 = state
+                log(f"{label}: waiting until both workers are ready again")
+                wait_both(args, (p1, p2), (w1, w2), w1, 0.0, changelog, 600, quiet=False)
+            res, state = crash_once(args, case, procs, root, env, changelog, label, state, alerts)
+            if state is not None:
+                pollers += [state[1]]
+            runs.append(res)
+            for t in (traffic, alerts):
+                if t.error is not None:
+                    raise RuntimeError(f"{t.name} failed: {t.error!r}")
+    finally:
+        traffic.stop()
+        alerts.stop()
+        for p in pollers:
+            p.stop()
+        procs.stop_all()
+    return {
+        "mode": "crash",
+        "standby_replicas": replicas,
+        "pairs": args.pairs,
+        "rate_per_partition": args.rate,
+        "worker_env": args.worker_env,
+        **fill,
+        "worker2_active_after_s": w2_active,
+        "events_sent": traffic.sent,
+        "alerts_seen": alerts.count,
+        "cases": runs,
+        "load": load.summary(),
+    }
+
+
 # ------------------------------------------------------------------------------------------
 # reporting
 
@@ -593,6 +857,24 @@ def print_table(res: dict[str, Any]) -> None:
                 f"| {fmt(r['restore_s'], 's', 1)} | {fmt(r['records_to_read'])} "
                 f"| {r['load']['min']}-{r['load']['max']} |"
             )
+    cr = [r for r in res["runs"] if r["mode"] == "crash"]
+    if cr:
+        print(
+            "\n| case | standby replicas | blind time, killed worker's partitions (max) "
+            "| other partitions (max) | restore after the kill | changelog records read "
+            "| same assignment | load 1 min |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for r in cr:
+            for c in r["cases"]:
+                print(
+                    f"| {c['signal']} + {c['case'].removeprefix('term-')} "
+                    f"| {r['standby_replicas']} "
+                    f"| {fmt(c['blind_max_killed_partitions_s'], 's', 1)} "
+                    f"| {fmt(c['blind_max_other_partitions_s'], 's', 1)} "
+                    f"| {fmt(c['restore_s'], 's', 1)} | {fmt(c['records_to_read'])} "
+                    f"| {c['same_assignment']} | {r['load']['min']}-{r['load']['max']} |"
+                )
     print()
 
 
@@ -603,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join((__doc__ or "").split("\n\n")[1:]),
     )
-    ap.add_argument("--mode", choices=("fresh", "standby", "both"), default="fresh")
+    ap.add_argument("--mode", choices=("fresh", "standby", "both", "crash"), default="fresh")
     ap.add_argument("--pairs", type=int, default=1_000_000, help="consent entries (default 1M)")
     ap.add_argument("--partitions", type=int, default=8, help="SMSMON_PARTITIONS (default 8)")
     ap.add_argument(
@@ -629,6 +911,27 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="standby mode: seconds to wait after both workers are idle (default 10)",
     )
+    ap.add_argument(
+        "--cases",
+        default="restart,takeover",
+        help="crash mode: restart and/or takeover after a SIGKILL (term-restart, "
+        "term-takeover: after a SIGTERM), a takeover last (default restart,takeover)",
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="crash mode: alerting events per second on each events partition (default 10)",
+    )
+    ap.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="crash mode: extra environment of both workers (repeatable), e.g. "
+        "SMSMON_STATIC_MEMBERSHIP=false",
+    )
+    ap.add_argument("--label", default="", help="a note stored with the figures")
     ap.add_argument("--json", type=Path, help="write all figures here as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     args = ap.parse_args(argv)
@@ -661,6 +964,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode in ("standby", "both"):
             for n in replicas:
                 res["runs"].append(run_standby(args, procs, root, broker, n))
+        if args.mode == "crash":
+            for n in replicas:
+                res["runs"].append(run_crash(args, procs, root, broker, n))
     except KeyboardInterrupt:
         log("interrupted: stopping everything")
         res["error"] = "interrupted"

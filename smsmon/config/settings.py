@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def default_instance_id(data_dir: Path) -> str:
+    """`<hostname>-<first 8 hex digits of sha256(absolute data dir)>`, in Kafka's alphabet."""
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:200] or "smsmon"
+    digest = hashlib.sha256(str(data_dir.expanduser().resolve()).encode()).hexdigest()
+    return f"{host}-{digest[:8]}"
 
 
 class Settings(BaseSettings):
@@ -42,6 +54,21 @@ class Settings(BaseSettings):
     # State
     store: str = "rocksdb://"
     data_dir: Path = Path("./data")
+
+    # Group membership. The worker's identity in the consumer group (Kafka static
+    # membership, group.instance.id) and its transactional id. Empty: "<hostname>-<8 hex of
+    # the absolute data dir>", the same for a worker restarted on its data dir, different for
+    # two workers on one machine. A static member that restarts within the session timeout
+    # gets its partitions back without a rebalance; a static member does not leave the group
+    # on a clean stop either, so its partitions move only after the session timeout
+    # (docs/reliability.md, "Recovery blind time and standby replicas").
+    instance_id: str = Field(default="", max_length=249)
+    static_membership: bool = True
+    # How long the group waits for a silent member before its partitions move; the broker
+    # accepts 6 s and more (group.min.session.timeout.ms). Faust's BROKER_SESSION_TIMEOUT and
+    # BROKER_HEARTBEAT_INTERVAL override them (defect 9).
+    session_timeout_seconds: float = Field(default=10.0, ge=6.0, le=300.0)
+    heartbeat_interval_seconds: float = Field(default=2.0, gt=0.0)
 
     # Privacy
     msisdn_secret: SecretStr | None = None
@@ -106,6 +133,22 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown timezone {value!r}: use an IANA name") from exc
         return value
+
+    @model_validator(mode="after")
+    def _membership(self) -> Settings:
+        if not self.instance_id:
+            self.instance_id = default_instance_id(self.data_dir)
+        elif not INSTANCE_ID.fullmatch(self.instance_id):
+            raise ValueError(
+                f"instance_id {self.instance_id!r}: use letters, digits, '.', '_' and '-' "
+                "(Kafka's rule for group.instance.id)"
+            )
+        if self.heartbeat_interval_seconds * 3 > self.session_timeout_seconds:
+            raise ValueError(
+                f"heartbeat_interval_seconds {self.heartbeat_interval_seconds} must be at most "
+                f"a third of session_timeout_seconds {self.session_timeout_seconds}"
+            )
+        return self
 
     @property
     def tz(self) -> ZoneInfo:

@@ -92,6 +92,10 @@ def build_app(settings: Settings) -> Wiring:
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=settings.standby_replicas,
+        # static membership: a restarted worker gets its partitions back without a rebalance
+        consumer_group_instance_id=settings.instance_id if settings.static_membership else None,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
         stream_buffer_maxsize=max(4096, settings.batch_max * 2),
         # Commit on the 1 s timer only: a commit every N acks ran inside the consumer loop,
         # waiting there for the producer's flush and the commit round trip.

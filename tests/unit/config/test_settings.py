@@ -157,3 +157,75 @@ def test_gc_and_fetch_settings_have_the_measured_defaults(monkeypatch: pytest.Mo
     monkeypatch.setenv("SMSMON_GC_THRESHOLD0", "500")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_the_default_instance_id_is_the_host_and_a_hash_of_the_absolute_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Static membership: a worker restarted on its data dir keeps its id (however the dir
+    is spelled), two workers on one machine with different data dirs get different ids."""
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "gw-node-7")
+    a, b = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("SMSMON_DATA_DIR", str(a))
+    first = Settings().instance_id
+    assert first.startswith("gw-node-7-") and len(first) == len("gw-node-7-") + 8
+    assert Settings().instance_id == first  # restarted on the same data dir
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SMSMON_DATA_DIR", "./a")  # the same dir, relative
+    assert Settings().instance_id == first
+    monkeypatch.setenv("SMSMON_DATA_DIR", str(b))
+    assert Settings().instance_id != first
+
+
+def test_a_host_name_outside_kafkas_alphabet_is_made_legal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from smsmon.config.settings import INSTANCE_ID
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "节点 1/东")
+    monkeypatch.setenv("SMSMON_DATA_DIR", str(tmp_path))
+    got = Settings().instance_id
+    assert INSTANCE_ID.fullmatch(got), got
+
+
+def test_an_explicit_instance_id_is_used_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSMON_INSTANCE_ID", "worker-3.zone_b")
+    assert Settings().instance_id == "worker-3.zone_b"
+    monkeypatch.setenv("SMSMON_INSTANCE_ID", "worker 3")
+    with pytest.raises(ValidationError, match="instance_id"):
+        Settings()
+
+
+def test_a_heartbeat_above_a_third_of_the_session_timeout_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s = Settings()
+    assert (s.session_timeout_seconds, s.heartbeat_interval_seconds) == (10.0, 2.0)
+    monkeypatch.setenv("SMSMON_SESSION_TIMEOUT_SECONDS", "6")
+    monkeypatch.setenv("SMSMON_HEARTBEAT_INTERVAL_SECONDS", "2.5")
+    with pytest.raises(ValidationError, match="heartbeat"):
+        Settings()
+    monkeypatch.setenv("SMSMON_SESSION_TIMEOUT_SECONDS", "5")  # under the broker's 6 s
+    monkeypatch.setenv("SMSMON_HEARTBEAT_INTERVAL_SECONDS", "1")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_the_instance_id_and_session_reach_faust(
+    static: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smsmon.streams.app import build_app
+
+    for name in ("BROKER_SESSION_TIMEOUT", "BROKER_HEARTBEAT_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SMSMON_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMSMON_STATIC_MEMBERSHIP", str(static).lower())
+    s = Settings()
+    conf = build_app(s).app.conf
+    assert conf.consumer_group_instance_id == (s.instance_id if static else None)
+    assert (conf.broker_session_timeout, conf.broker_heartbeat_interval) == (10.0, 2.0)
