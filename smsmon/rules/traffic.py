@@ -394,12 +394,23 @@ class Stage1:
         # partition and the watermark markers of every other events partition)
         self.expected = expected
         self._shipped: dict[int, int | None] = {}  # logical -> watermark last sent to stage 2
+        # marker sources whose origin said it is caught up and quiet (an idle marker): the
+        # only way a marker source stops holding the watermark back when the caller's
+        # `caught_up` never calls it caught up (live: it cannot see the origin's backlog)
+        self._origin_idle: set[Hashable] = set()
         self.late = 0
+
+    def _settled(self, source: Hashable) -> bool:
+        """Nothing of `source` is pending: its origin declared it idle (a marker source), or
+        the caller's `caught_up` says so (offline: always)."""
+        if source in self._origin_idle:
+            return True
+        return self.caught_up is None or self.caught_up(source)
 
     def watermark(self, logical: int, wall_ms: int) -> int | None:
         """Current watermark of a logical partition."""
         w = self._wm.get(logical)
-        return None if w is None else w.combined(wall_ms, self.caught_up)
+        return None if w is None else w.combined(wall_ms, self._settled)
 
     def _watermarks(self, logical: int, wall_ms: int) -> Any:
         w = self._wm.get(logical)
@@ -432,17 +443,25 @@ class Stage1:
         wall_ms: int,
         detected_at: Any,
         drives: bool = True,
+        origin: str | None = None,
     ) -> list[Alert]:
         """Count an mt; returns flood alerts. `flood` is the recipient's state (mutated).
 
         `drives` False: the record is judged against the watermark but does not move it (a
         re-keyed record: its origin partition's watermark markers move it, see on_marker).
+        `origin`: for a re-keyed record, the marker source of the partition it came from
+        (m<Q>.<P>); if that origin had declared itself idle, it rejoins at this record.
         """
         ts_ms = to_ms(event.ts)
         if drives:
             wm = self._judge_watermark(source, logical, ts_ms, wall_ms)
         else:
-            wm = self._watermarks(logical, wall_ms).combined(wall_ms, self.caught_up)
+            if origin is not None and origin in self._origin_idle:
+                # the first record of an origin that had gone idle: it rejoins at this
+                # record before it is judged, like a direct source (see _judge_watermark)
+                self._origin_idle.discard(origin)
+                self._advance(origin, logical, ts_ms, wall_ms)
+            wm = self._watermarks(logical, wall_ms).combined(wall_ms, self._settled)
         self.builder.touch(source, logical, offset)
         alerts: list[Alert] = []
         if not self.cfg.flood.is_late(ts_ms, wm):
@@ -485,14 +504,34 @@ class Stage1:
         self._advance(source, logical, ts_ms, wall_ms)
 
     def on_marker(
-        self, source: str, marker: str, logical: int, offset: int, ts_ms: int, wall_ms: int
+        self,
+        source: str,
+        marker: str,
+        logical: int,
+        offset: int,
+        ts_ms: int | None,
+        wall_ms: int,
+        idle: bool = False,
     ) -> None:
         """A watermark marker read from re-keying partition `source`: the events partition
         named by `marker` has processed (and re-keyed) everything up to `ts_ms`. Re-keyed
         records of one origin arrive in order but interleaved with other origins' records,
-        so each origin drives the watermark separately, never the re-keyed records."""
+        so each origin drives the watermark separately, never the re-keyed records.
+
+        `idle`: the origin also says it had nothing pending and read nothing for `idle_ms`
+        (`ts_ms` None if it never read a record). Being read after every record the origin
+        re-keyed before it, this is the only safe sign that the origin stopped: a marker
+        source that is silent is not idle (its origin may be slow, restarting, or its
+        forwarded records still in flight or not yet committed), so it holds the watermark
+        back until the origin says so. It rejoins with its next marker or record."""
         self.builder.touch(source, logical, offset)
-        self._advance(marker, logical, ts_ms, wall_ms)
+        w = self._watermarks(logical, wall_ms)
+        if ts_ms is not None:
+            w.advance(marker, ts_ms, wall_ms)
+        if idle:
+            self._origin_idle.add(marker)
+        else:
+            self._origin_idle.discard(marker)
 
     def on_complaint(
         self,
@@ -519,14 +558,22 @@ class Stage1:
 
     def flush(self, wall_ms: int) -> list[tuple[int, Partial]]:
         """The batch's partials, one per (source, stage-2 partition)."""
-        marks = {p: w.combined(wall_ms, self.caught_up) for p, w in self._wm.items()}
-        settled = {
-            p: self.caught_up is None or all(self.caught_up(src) for src in w.event_ms)
-            for p, w in self._wm.items()
-        }
+        marks = {p: w.combined(wall_ms, self._settled) for p, w in self._wm.items()}
+        settled = {p: all(self._settled(src) for src in w.event_ms) for p, w in self._wm.items()}
         out = self.builder.build(marks, settled)
-        for _q, part in out:
-            self._shipped[part.logical] = part.watermark
+        # Stage 2 applies these partials in order but may close windows between any two of
+        # them (its batches need not end where ours did). Records of an early partial were
+        # judged against the watermark of their time in this batch, lower than the one it
+        # ends with: if the first partial carried the new watermark, stage 2 could close a
+        # window that a later partial of this batch still counts in, and drop those counts
+        # as late. So only the last partial of a logical partition to each stage-2 partition
+        # carries the new watermark; the earlier ones repeat the one shipped before.
+        last = {(part.logical, q): i for i, (q, part) in enumerate(out)}
+        for i, (q, part) in enumerate(out):
+            if last[(part.logical, q)] != i:
+                part.watermark = self._shipped.get(part.logical)
+        for logical, _q in last:
+            self._shipped[logical] = marks.get(logical)
         return out
 
     def heartbeat(self, wall_ms: int) -> list[tuple[int, Partial]]:
@@ -539,11 +586,11 @@ class Stage1:
         """
         out: list[tuple[int, Partial]] = []
         for p, w in self._wm.items():
-            wm = w.combined(wall_ms, self.caught_up)
+            wm = w.combined(wall_ms, self._settled)
             if wm is None or wm == self._shipped.get(p):
                 continue
             self._shipped[p] = wm
-            settled = self.caught_up is None or all(self.caught_up(src) for src in w.event_ms)
+            settled = all(self._settled(src) for src in w.event_ms)
             for q in range(self.builder.partitions):
                 out.append((q, Partial(f"hb{p}", p, -1, -1, wm, caught_up=settled)))
         return out

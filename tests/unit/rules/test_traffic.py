@@ -631,3 +631,185 @@ def test_a_heartbeat_ships_a_watermark_that_moved_without_records(f: Factory) ->
     assert sorted(q for q, _ in beats) == [0, 1]
     assert all(p.watermark == T0_MS and p.hi == -1 and not p.counts for _q, p in beats)
     assert s1.heartbeat(T0_MS + 31_000) == []  # unchanged: nothing more to send
+
+
+# --- one batch, several partials: the watermark rides on the last one ----------------------
+
+
+class _Subjects:
+    """In-memory stage-2 subject store."""
+
+    def __init__(self) -> None:
+        from smsmon.rules.aggregate import SubjectState
+
+        self.states: dict[str, SubjectState] = {}
+        self._new = SubjectState
+
+    def get(self, key: str) -> Any:
+        return self.states.get(key) or self._new()
+
+    def put(self, key: str, state: Any) -> None:
+        self.states[key] = state
+
+
+def _batch_that_moves_the_watermark(f: Factory) -> list[tuple[int, Partial]]:
+    """One stage-1 batch of logical partition 0: its events partition starts at 0 s; then
+    re-keyed records of the first minute arrive (judged against watermark 0 s, in time);
+    then the events partition and partition 1's marker move the watermark to 200 s, which
+    closes the first minute. The batch ships one partial per source (e0, then r0)."""
+    s1 = _live_stage1(TrafficConfig())
+    book = f.book()
+    wall = T0_MS
+    first = f.mt("direct-0", at=0)
+    s1.on_mt("e0", 0, 0, first, verdict(first, book), FloodState(), wall, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 0, ms(first.ts), wall)
+    for i in range(3):
+        ev = f.mt(f"rk{i}", at=50 + i, msisdn=f"1380000{i:04d}")
+        s1.on_mt("r0", 0, i + 1, ev, verdict(ev, book), FloodState(), wall, DETECTED, drives=False)
+    ahead = f.mt("direct-1", at=200, msisdn="13800009999")
+    s1.on_mt("e0", 0, 1, ahead, verdict(ahead, book), FloodState(), wall, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 4, ms(ahead.ts), wall)
+    assert s1.late == 0  # every record was in time when stage 1 judged it
+    return s1.flush(wall)
+
+
+def test_a_batch_moves_stage_two_watermark_only_with_its_last_partial(f: Factory) -> None:
+    """Partials of one batch reach stage 2 in order but may straddle two of its batches, and
+    stage 2 closes windows after each batch. The batch's new watermark rides on its last
+    partial to each stage-2 partition (earlier ones repeat the watermark shipped before), so
+    no partial can close a window that a later partial of the same batch still counts in.
+    (issue 16: 67 late events when stage 2 split a batch's partials under load.)"""
+    from smsmon.rules.aggregate import Aggregator, Progress
+
+    shipped = _batch_that_moves_the_watermark(f)
+    late, closed = 0, []
+    for q in (0, 1):  # stage-2 partitions
+        parts = [p for qq, p in shipped if qq == q]
+        assert [p.source for p in parts] == ["e0", "r0"]
+        assert [p.watermark for p in parts] == [None, T0_MS + 200_000]
+        agg, progress = Aggregator(TrafficConfig(), lambda p: ("ENT_A", None)), Progress()
+        store = _Subjects()
+        for part in parts:  # the worst split: stage 2 closes windows after every partial
+            agg.apply(part, progress, store, 0, DETECTED)
+            agg.close(progress, store, 0, DETECTED)
+        late += agg.late
+        closed.append(progress.closed.get("v", -1))
+    assert late == 0
+    assert all(c >= T0_MS + 60_000 for c in closed)  # and the first minute did close
+
+
+def test_the_watermark_of_a_batch_is_shipped_once_per_stage_two_partition(f: Factory) -> None:
+    """With several stage-2 partitions, each gets the new watermark on its own last partial;
+    in a later batch the partials before the last repeat the watermark already shipped."""
+    s1 = Stage1(TrafficConfig(), 3, HASHER)
+    book = f.book()
+
+    def mt(source: str, offset: int, at: float, drives: bool = True) -> None:
+        ev = f.mt(f"{source}-{offset}", at=at, msisdn=f"1380000{offset:04d}")
+        s1.on_mt(source, 0, offset, ev, verdict(ev, book), FloodState(), T0_MS, DETECTED, drives)
+
+    mt("e0", 0, 0)
+    mt("r0", 1, 10, drives=False)
+    mt("e0", 2, 20)
+    out = s1.flush(T0_MS)
+    for q in range(3):
+        assert [(p.source, p.watermark) for qq, p in out if qq == q] == [
+            ("e0", None),
+            ("r0", T0_MS + 20_000),
+        ]
+    mt("e0", 3, 30)
+    s1.on_other("r0", 0, 4, T0_MS + 35_000, T0_MS, drives=False)
+    out = s1.flush(T0_MS)
+    for q in range(3):
+        assert [p.watermark for qq, p in out if qq == q] == [T0_MS + 20_000, T0_MS + 30_000]
+    assert s1.heartbeat(T0_MS) == []  # the new watermark was shipped: nothing to repeat
+
+
+# --- marker sources go idle only when their origin says so -------------------------------
+
+
+def _marker_stage1(lag_says_caught_up: bool) -> Stage1:
+    """Two partitions wired as live. `caught_up` answers for the partition a source is read
+    from; for a marker source m1.0 that is the re-keying partition 0, whose lag is 0 while
+    partition 1's forwarded records are in flight (or uncommitted), so it cannot tell."""
+    return Stage1(
+        TrafficConfig(idle_ms=30_000),
+        2,
+        HASHER,
+        caught_up=lambda src: lag_says_caught_up or not str(src).startswith("m"),
+        expected=lambda p: [f"e{p}"] + [f"m{q}.{p}" for q in range(2) if q != p],
+    )
+
+
+def _origin_silent_then_forwards(f: Factory, s1: Stage1) -> None:
+    """Partition 1 reports t=0 once, then is silent for 40 s of wall time (its worker slow or
+    restarting) while partition 0 reads an hour ahead; then partition 1's forwarded record
+    of t=10 s arrives on re-keying partition 0."""
+    book = f.book()
+    first = f.mt("direct-0", at=0)
+    s1.on_mt("e0", 0, 0, first, verdict(first, book), FloodState(), T0_MS, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 0, ms(first.ts), T0_MS)
+    ahead = f.mt("direct-1", at=3600, msisdn="13800009999")
+    s1.on_mt("e0", 0, 1, ahead, verdict(ahead, book), FloodState(), T0_MS + 40_000, DETECTED)
+    rk = f.mt("rk", at=10, msisdn="13800000001")
+    s1.on_mt(
+        "r0", 0, 1, rk, verdict(rk, book), FloodState(), T0_MS + 41_000, DETECTED, False, "m1.0"
+    )
+
+
+def test_a_silent_marker_source_judged_idle_by_lag_makes_forwarded_records_late(
+    f: Factory,
+) -> None:
+    """The failure mode: lag 0 on the re-keying partition taken as "nothing pending"."""
+    s1 = _marker_stage1(lag_says_caught_up=True)
+    _origin_silent_then_forwards(f, s1)
+    assert s1.late == 1
+
+
+def test_a_silent_marker_source_holds_the_watermark_until_its_origin_says_idle(
+    f: Factory,
+) -> None:
+    """Silence of a marker source is not idleness: it holds the watermark back however long
+    (the caller never calls a marker source caught up), so the forwarded record is in time."""
+    s1 = _marker_stage1(lag_says_caught_up=False)
+    _origin_silent_then_forwards(f, s1)
+    assert s1.late == 0
+    assert s1.watermark(0, T0_MS + 41_000) == T0_MS  # still m1.0's t=0
+
+
+def test_an_idle_marker_releases_the_watermark_and_a_record_of_that_origin_rejoins(
+    f: Factory,
+) -> None:
+    """The origin says it is caught up and quiet: once the source is also silent here for
+    idle_ms the direct path alone drives the watermark. A later forwarded record of that
+    origin rejoins before it is judged (in time), and its next marker keeps it joined."""
+    s1 = _marker_stage1(lag_says_caught_up=False)
+    book = f.book()
+    first = f.mt("direct-0", at=0)
+    s1.on_mt("e0", 0, 0, first, verdict(first, book), FloodState(), T0_MS, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 0, ms(first.ts), T0_MS)
+    ahead = f.mt("direct-1", at=600, msisdn="13800009999")
+    s1.on_mt("e0", 0, 1, ahead, verdict(ahead, book), FloodState(), T0_MS + 1_000, DETECTED)
+    s1.on_marker("r0", "m1.0", 0, 1, ms(first.ts), T0_MS + 30_000, idle=True)
+    assert s1.watermark(0, T0_MS + 29_000) == T0_MS  # idle, but not silent for idle_ms yet
+    assert s1.watermark(0, T0_MS + 31_000) == ms(ahead.ts)  # released
+    rk = f.mt("rk", at=100, msisdn="13800000001")  # 500 s behind: late against e0 alone
+    s1.on_mt(
+        "r0", 0, 2, rk, verdict(rk, book), FloodState(), T0_MS + 32_000, DETECTED, False, "m1.0"
+    )
+    assert s1.late == 0
+    assert s1.watermark(0, T0_MS + 32_000) == ms(rk.ts)  # rejoined at its record
+    s1.on_marker("r0", "m1.0", 0, 3, ms(rk.ts) + 1_000, T0_MS + 33_000)
+    assert s1.watermark(0, T0_MS + 90_000) == ms(rk.ts) + 1_000  # joined: silence holds
+
+
+def test_an_origin_that_never_read_a_record_can_declare_itself_idle(f: Factory) -> None:
+    """A restarted worker owning a quiet partition has no event time to send: its idle
+    marker without one lets the expected source stop holding the watermark after idle_ms."""
+    s1 = _marker_stage1(lag_says_caught_up=False)
+    s1.on_progress("e0", 0, T0_MS + 5_000, T0_MS)
+    assert s1.watermark(0, T0_MS + 60_000) is None  # m1.0 expected, never reported: held
+    s1.on_marker("r0", "m1.0", 0, 0, None, T0_MS + 60_000, idle=True)
+    assert s1.watermark(0, T0_MS + 60_000) == T0_MS + 5_000
+    ((_q, beat), *_rest) = s1.heartbeat(T0_MS + 60_000)
+    assert beat.watermark == T0_MS + 5_000 and beat.caught_up
