@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,15 +129,30 @@ def _reachable(bootstrap: str, timeout_s: float = 3.0) -> bool:
     return False
 
 
+#: A second opinion on a failed SASL handshake: True if the broker answered that the
+#: credentials are wrong. kafka-python can drop that answer (see smsmon/streams/sasl.py); the
+#: worker installs an aiokafka probe here, other tools keep kafka-python's verdict.
+SaslProbe = Callable[[Settings, float], bool]
+_SASL_PROBES: list[SaslProbe] = []
+
+
+def set_sasl_probe(probe: SaslProbe | None) -> None:
+    """Install (or, with None, remove) the SASL probe `_connect_error` consults."""
+    _SASL_PROBES[:] = [probe] if probe is not None else []
+
+
 def _connect_error(settings: Settings, timeout_s: float, exc: Exception, seen: _AuthErrors) -> str:
     """One clear sentence on why the connection failed (never the password)."""
     where = f"Kafka at {settings.kafka_bootstrap} ({settings.kafka_security_protocol}"
     if settings.kafka_security_protocol.startswith("SASL"):
         who = f"SASL {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username!r}"
         if seen.failed or _reachable(settings.kafka_bootstrap):
+            rejected = seen.failed or any(
+                probe(settings, min(timeout_s, 10.0)) for probe in _SASL_PROBES
+            )
             cause = (
                 "the broker rejected the credentials"
-                if seen.failed
+                if rejected
                 else "the broker accepts connections but the SASL handshake did not complete"
             )
             return (

@@ -9,12 +9,13 @@ import sys
 from faust.worker import Worker
 from prometheus_client import CollectorRegistry, start_http_server
 
-from smsmon.admin import ensure_topics
+from smsmon.admin import ensure_topics, set_sasl_probe
 from smsmon.agents.pipeline import Pipeline
 from smsmon.config.settings import Settings
 from smsmon.streams.app import build_app
 from smsmon.streams.faust_compat import UnsupportedFaust, require_supported_faust
 from smsmon.streams.metrics import Metrics
+from smsmon.streams.sasl import sasl_rejected
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def run_worker(settings: Settings) -> int:
         return 2
     settings.require_secret()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    set_sasl_probe(sasl_rejected)  # kafka-python may report wrong credentials as a lost link
     ensure_topics(settings)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
