@@ -189,6 +189,7 @@ class AlertCollector(threading.Thread):
                 "bootstrap.servers": bootstrap,
                 "group.id": f"bench-alerts-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
+                "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 10,
             }
         )

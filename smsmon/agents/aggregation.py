@@ -5,6 +5,7 @@ publishes volume.spike, port.sublet and complaint.rate alerts. Thin: decisions l
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import heapq
 import itertools
@@ -23,6 +24,7 @@ from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
 from smsmon.streams.tables import TableWriter
+from smsmon.streams.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +93,23 @@ class Aggregation:
         metrics: Metrics,
         book: ReferenceBook,
         cfg: TrafficConfig,
+        txn: Transactions | None = None,
+        ready: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.w = wiring
         self.metrics = metrics
         self.book = book
         self.aggregator = Aggregator(cfg, self._quota)
+        # set once the reference data is loaded: a port.sublet alert names the port's
+        # enterprise, which a stage 2 that ran ahead of the registry would leave empty
+        self.ready = ready
         self.progress: dict[int, Progress] = {}
         self.cfg = cfg
         # subjects of the last published top list per subject type (gauge labels to remove)
         self._top: dict[str, list[str]] = {}
-        self.out = BatchOutput(wiring.app, on_error=send_failed)
-        self.tables = TableWriter(self.out, settings.batched_changelog)
+        self.out = BatchOutput(wiring.app, on_error=send_failed, txn=txn)
+        self.tables = TableWriter(self.out, settings.batched_changelog, txn is not None)
         self.store = SubjectCache(
             lambda key: self.tables.read(wiring.subjects, key, self.store.writer),
             SUBJECT_CACHE_MAX,
@@ -143,12 +150,23 @@ class Aggregation:
         return p
 
     async def aggregate_counts(self, stream: Any) -> AsyncIterator[None]:
+        if self.ready is not None:
+            await self.ready.wait()
         async for batch in stream.take_events(
             self.settings.batch_max, self.settings.batch_within_seconds
         ):
             try:
                 self.process_batch(batch)
-                await self.out.flush()
+                if self.out.txn is None:
+                    await self.out.flush()
+                else:  # the transactional protocol: outputs, changelog and offsets at once
+                    offsets: dict[tuple[str, int], int] = {}
+                    for event in batch:
+                        m = event.message
+                        offsets[(m.topic, m.partition)] = max(
+                            m.offset + 1, offsets.get((m.topic, m.partition), 0)
+                        )
+                    self.tables.apply(await self.out.commit(offsets))
             except Exception:
                 fail_fast("aggregate_counts batch")
             yield None

@@ -37,7 +37,7 @@ from smsmon.contract.models import Alert, Complaint, ConsentRecord, MtEvent
 from smsmon.contract.times import to_ms
 from smsmon.rules.consent import ConsentState, RecentSenders
 from smsmon.rules.content.checks import content_checker
-from smsmon.rules.engine import BatchOverlay, Deduper, Engine, EngineConfig
+from smsmon.rules.engine import BatchOverlay, Engine, EngineConfig, seen_in
 from smsmon.rules.reference import ReferenceBook, apply_reference
 from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
 from smsmon.streams import faust_compat
@@ -46,6 +46,7 @@ from smsmon.streams.loader import ReferenceLoader
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
 from smsmon.streams.tables import TableWriter
+from smsmon.streams.transactions import Transactions
 
 log = logging.getLogger(__name__)
 
@@ -56,29 +57,38 @@ ORIGIN_COMPLAINTS = b"complaints"
 # WATERMARK_HEADER = b"<origin events partition>:<event time ms>".
 ORIGIN_WATERMARK = b"watermark"
 WATERMARK_HEADER = "smsmon-wm"
+# An idle marker, WATERMARK_HEADER = b"<origin>:<event time ms or empty>:idle": the origin
+# events partition had nothing pending and read nothing for `idle_ms` (docs/traffic.md).
+WATERMARK_IDLE = "idle"
+# On a forwarded gateway event: the events partition it was read from (b"<Q>"), so that the
+# first record of an origin that had gone idle rejoins its marker source m<Q>.<P>.
+FROM_HEADER = "smsmon-from"
 
 
 class SubscriberOverlay:
-    """One batch's view of the `subscribers` table: each msisdn's recent senders and flood
-    state, decoded at most once per batch and written once per batch.
+    """One batch's view of the `subscribers` table: each msisdn's recent senders, flood
+    state and recent-id window, decoded at most once per batch and written once per batch.
 
-    Both live in one value (RecentSenders JSON, a newline, FloodState JSON; JSON text has no
-    raw newline): an mt reads and writes both, so one table instead of two halves the
-    RocksDB reads, writes and changelog records per message. A part nobody touched in the
-    batch is written back as it was read, without decoding it.
+    All three live in one value (RecentSenders JSON, a newline, FloodState JSON, a newline,
+    the recent-id window; JSON text has no raw newline, the window is hex digits and
+    commas; a value written before the window existed has two parts): an mt reads and
+    writes them all, so one table instead of three cuts the RocksDB reads, writes and
+    changelog records per message. A part nobody touched in the batch is written back as
+    it was read, without decoding it.
     """
 
     def __init__(self, load: Callable[[bytes], bytes | None]) -> None:
         self._load = load
-        # key -> [RecentSenders | None, FloodState | None, raw recent, raw flood]
+        # key -> [RecentSenders | None, FloodState | None, raw recent, raw flood, window]
         self._entries: dict[bytes, list[Any]] = {}
         self._dirty: dict[bytes, Any] = {}
 
     def _entry(self, key: bytes) -> list[Any]:
         entry = self._entries.get(key)
         if entry is None:
-            recent, _, flood = (self._load(key) or b"").partition(b"\n")
-            entry = self._entries[key] = [None, None, recent, flood]
+            recent, _, rest = (self._load(key) or b"").partition(b"\n")
+            flood, _, window = rest.partition(b"\n")
+            entry = self._entries[key] = [None, None, recent, flood, window]
         return entry
 
     def recent(self, key: bytes) -> RecentSenders:
@@ -95,6 +105,14 @@ class SubscriberOverlay:
         flood: FloodState = entry[1]
         return flood
 
+    def seen(self, key: bytes, event_id: str, capacity: int, writer: Any) -> bool:
+        """True if `event_id` is in the subscriber's recent-id window; else adds it."""
+        entry = self._entry(key)
+        repeated, entry[4] = seen_in(entry[4], event_id, capacity)
+        if not repeated and capacity > 0:
+            self._dirty[key] = writer
+        return repeated
+
     def set_recent(self, key: bytes, senders: RecentSenders, writer: Any) -> None:
         self._entry(key)[0] = senders
         self._dirty[key] = writer
@@ -106,12 +124,14 @@ class SubscriberOverlay:
     def drain(self) -> Iterator[tuple[bytes, bytes, Any]]:
         """(key, value, last writer) of each msisdn changed in the batch; then forget all."""
         for key, writer in self._dirty.items():
-            recent, flood, raw_recent, raw_flood = self._entries[key]
+            recent, flood, raw_recent, raw_flood, window = self._entries[key]
             yield (
                 key,
                 (recent.encode() if recent is not None else raw_recent)
                 + b"\n"
-                + (flood.encode() if flood is not None else raw_flood),
+                + (flood.encode() if flood is not None else raw_flood)
+                + b"\n"
+                + window,
                 writer,
             )
         self._dirty.clear()
@@ -191,12 +211,13 @@ class Pipeline:
                 recent_capacity=settings.recent_ports_per_msisdn,
                 recent_horizon_ms=int(settings.recent_horizon_days * 86_400_000),
                 content=content_checker(settings),
+                dedup_ids=settings.dedup_per_subscriber,
             ),
         )
         self.book.exemptions.hasher = self.engine.config.hasher
-        self.dedup = Deduper(settings.dedup_capacity)
-        self.out = BatchOutput(wiring.app, on_error=send_failed)
-        self.tables = TableWriter(self.out, settings.batched_changelog)
+        self.txn = transactions(settings, wiring, metrics)
+        self.out = BatchOutput(wiring.app, on_error=send_failed, txn=self.txn)
+        self.tables = TableWriter(self.out, settings.batched_changelog, self.txn is not None)
         self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
@@ -210,11 +231,15 @@ class Pipeline:
         # per events partition: the greatest event time read; and the last marker sent
         self._origin_ts: dict[int, int] = {}
         self._marker_sent: dict[int, tuple[int, int]] = {}
+        # per events partition: wall ms of the last record read; of the last idle marker
+        self._origin_read_wall: dict[int, int] = {}
+        self._idle_sent: dict[int, int] = {}
         self._out_lock = asyncio.Lock()
         self._ctx: DecodeContext | None = None
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
         self.consent_count = 0
+        self._consent_delta = 0
         self._positions: dict[tuple[str, int], int] = {}
         self._counted_for: tuple[frozenset[Any], bool] | None = None
         self._source = {
@@ -226,7 +251,9 @@ class Pipeline:
             settings.topic_complaints: "complaints",
             settings.topic_exemptions: "exemptions",
         }
-        self.aggregation = Aggregation(settings, wiring, metrics, self.book, self.traffic_config)
+        self.aggregation = Aggregation(
+            settings, wiring, metrics, self.book, self.traffic_config, self.txn, self.loader.ready
+        )
 
     def _expected_sources(self, logical: int) -> list[str]:
         """What drives a logical partition's watermark: its own events partition, and the
@@ -241,6 +268,12 @@ class Pipeline:
         partition P, m<Q>.<P> markers of events partition Q read from re-keying partition P.
         """
         src = str(source)
+        if src[:1] == "m":
+            # A marker source is read from a re-keying partition whose lag says nothing of
+            # its origin's backlog (its forwarded records may be in flight, uncommitted, or
+            # not read yet by a slow or restarting owner): only the origin's idle marker
+            # says it stopped (Stage1.on_marker).
+            return False
         topic = {
             "e": self.settings.topic_events,
             "r": self.settings.rekey_topic,
@@ -280,11 +313,11 @@ class Pipeline:
         refetched = self.metrics.refetched
         faust_compat.set_skip_counter(lambda reason, n: refetched.labels(reason).inc(n))
         s = self.settings
-        faust_compat.set_batch_sink(
-            frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic}),
-            self.deliver,
-            s.batch_max,
-        )
+        inputs = frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic})
+        faust_compat.set_batch_sink(inputs, self.deliver, s.batch_max)
+        if self.txn is not None:
+            faust_compat.use_transactions(inputs | {s.counts_topic})
+            app.task(self._start_transactions)
         from smsmon import __version__
         from smsmon.contract.models import SCHEMA_VERSION
 
@@ -295,6 +328,12 @@ class Pipeline:
         for rule in (*catalog.PER_MESSAGE_RULES, *traffic.AGGREGATE_RULES):
             self.metrics.alerts.labels(rule.id, rule.severity.value)
             self.metrics.alerts_suppressed.labels(rule.id, rule.severity.value)
+
+    async def _start_transactions(self) -> None:
+        # At the app's start, not at the first batch: the restarted producer aborts the
+        # transaction its previous incarnation left open, which holds recovery back.
+        assert self.txn is not None
+        await self.txn.producer()
 
     async def _on_rebalance(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         self.metrics.rebalances.inc()
@@ -323,13 +362,13 @@ class Pipeline:
             try:
                 async with self._out_lock:
                     self.process_batch(batch)
-                    # Submit the batch's output before its input is acked (body returns).
-                    await self.out.flush()
+                    # Submit (or commit) the batch's output before its input is acked.
+                    await self._commit(batch)
             except Exception:
                 fail_fast("check_events batch")
             yield None
 
-    async def deliver(self, messages: list[Any]) -> bool:
+    async def deliver(self, messages: list[Any], ends: dict[Any, int | None] | None = None) -> bool:
         """The records of `check_events`' topics, a batch straight from the consumer loop.
 
         With the consumer loop's fast paths on (`SMSMON_FAST_DRAIN`, streams/faust_compat.py)
@@ -350,14 +389,36 @@ class Pipeline:
         faust_compat.mark_unacked(consumer, messages)
         try:
             async with self._out_lock:
-                self.process_batch([Delivery(m) for m in messages])
-                await self.out.flush()
+                batch = [Delivery(m) for m in messages]
+                self.process_batch(batch)
+                await self._commit(batch, ends)
         except Exception:
             fail_fast("check_events batch")
         ack = consumer.ack
         for m in messages:
             ack(m)
         return True
+
+    async def _commit(self, batch: list[Any], ends: dict[Any, int | None] | None = None) -> None:
+        """The batch's output, changelog and input offsets: one transaction, then its table
+        writes go to RocksDB (the transactional protocol); or a flush (at least once).
+
+        `ends`: the consumer's fetch positions after the last batch of a fetch. A position
+        past the batch's last record skips only transaction markers (which are never
+        delivered); committing it lets the committed offset reach the end of a partition
+        written by transactions (the re-keying topic), so lag reads 0 there."""
+        if self.txn is None:
+            await self.out.flush()
+            return
+        offsets = input_offsets(batch)
+        for tp, end in (ends or {}).items():
+            key = (tp.topic, tp.partition)
+            if end is not None and key in offsets and end > offsets[key]:
+                offsets[key] = self._positions[key] = end
+        last = await self.out.commit(offsets)
+        self.tables.apply(last)
+        self.consent_count += self._consent_delta
+        self._consent_delta = 0
 
     async def tick(self) -> None:
         """Every second: watermark markers that were due but had no batch to go with, and
@@ -382,11 +443,14 @@ class Pipeline:
         scratch = ReferenceBook()
         async for event in stream.events():
             m = event.message
-            try:
-                apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
-            except DecodeError as exc:
-                self._dead_letter(m, exc.reason, exc.error)
-            await self.out.flush()
+            # under the batches' lock: a dead letter queued here must not ride along in (or
+            # be dropped with) a batch's transaction
+            async with self._out_lock:
+                try:
+                    apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
+                except DecodeError as exc:
+                    self._dead_letter(m, exc.reason, exc.error)
+                await self.out.flush()
             yield None
 
     # -- batch processing -----------------------------------------------------------------
@@ -457,11 +521,14 @@ class Pipeline:
             ts_ms = to_ms(ev.ts)
             if ts_ms > self._origin_ts.get(m.partition, -1):
                 self._origin_ts[m.partition] = ts_ms
+            self._origin_read_wall[m.partition] = b.wall_ms
             if target != m.partition:
                 self._forward(m, target, ORIGIN_EVENTS, "events")
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
                 return
-        if self.dedup.seen(ev.event_id):
+        if self.state.subscribers.seen(
+            ev.msisdn.encode(), ev.event_id, self.engine.config.dedup_ids, event
+        ):
             self.metrics.duplicates.inc()
             return
         out = self.engine.on_event(ev, self.state, b.now)
@@ -483,6 +550,7 @@ class Pipeline:
                 b.wall_ms,
                 b.now,
                 drives=not rekeyed,
+                origin=self._origin_of(m) if rekeyed else None,
             )
             subscribers.set_flood(mkey, flood, event)
             b.alerts.extend((a, t_in) for a in found)
@@ -505,7 +573,12 @@ class Pipeline:
         if not rekeyed and target != m.partition:
             self._forward(m, target, ORIGIN_COMPLAINTS, "complaints")
             return
-        if self.dedup.seen("c:" + complaint.complaint_id):
+        if self.state.subscribers.seen(
+            complaint.msisdn.encode(),
+            "c:" + complaint.complaint_id,
+            self.engine.config.dedup_ids,
+            event,
+        ):
             self.metrics.duplicates.inc()
             return
         source = f"{'r' if rekeyed else 'c'}{m.partition}"
@@ -530,17 +603,23 @@ class Pipeline:
         result = self.engine.on_consent(msisdn, ent, record, self.state)
         self.metrics.consent_updates.labels("deleted" if record is None else result).inc()
 
+    def _origin_of(self, m: Any) -> str | None:
+        """The marker source (m<Q>.<P>) of a forwarded gateway event, from its header."""
+        raw = _header(m, FROM_HEADER)
+        return f"m{int(raw)}.{m.partition}" if raw else None
+
     def _on_marker(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
-        """A watermark marker an events partition sent after its forwards (docs/traffic.md)."""
-        mark = (_header(m, WATERMARK_HEADER) or b"").decode()
-        from_p, _, mark_ts = mark.partition(":")
+        """A watermark marker an events partition sent after its forwards (docs/traffic.md):
+        b"<Q>:<ts>", or b"<Q>:<ts or empty>:idle" when Q is caught up and quiet."""
+        from_p, mark_ts, *flags = (_header(m, WATERMARK_HEADER) or b"").decode().split(":")
         self.stage1.on_marker(
             f"r{m.partition}",
             f"m{int(from_p)}.{m.partition}",
             m.partition,
             m.offset,
-            int(mark_ts),
+            int(mark_ts) if mark_ts else None,
             b.wall_ms,
+            idle=WATERMARK_IDLE in flags,
         )
 
     def _finish_batch(self, b: _Batch, late_before: int) -> None:
@@ -558,9 +637,14 @@ class Pipeline:
     def _flush_tables(self) -> None:
         write = self.tables.write
         consent = self.w.consent
+        delta = 0
         for key, value, writer, before in self.state.consent_overlay.drain():
-            self.consent_count += (value is not None) - (before is not None)
+            delta += (value is not None) - (before is not None)
             write(consent, key, value, writer)
+        if self.txn is None:
+            self.consent_count += delta
+        else:  # counted once RocksDB has the batch (a recount may run while it commits)
+            self._consent_delta += delta
         subscribers = self.w.subscribers
         for key, value, writer in self.state.subscribers.drain():
             write(subscribers, key, value, writer)
@@ -587,16 +671,60 @@ class Pipeline:
         origin per `watermark_marker_interval_ms`; one that is due goes out with the next
         batch of any partition.
         """
-        n, interval = self.settings.partitions, self.settings.watermark_marker_interval_ms
+        interval = self.settings.watermark_marker_interval_ms
         for q, ts in self._origin_ts.items():
             sent = self._marker_sent.get(q)
             if sent is not None and (ts <= sent[0] or wall_ms - sent[1] < interval):
                 continue
             self._marker_sent[q] = (ts, wall_ms)
-            headers = [(ORIGIN_HEADER, ORIGIN_WATERMARK), (WATERMARK_HEADER, f"{q}:{ts}".encode())]
-            for p in range(n):
-                if p != q:
-                    self.out.add(self.settings.rekey_topic, None, b"", partition=p, headers=headers)
+            self._idle_sent.pop(q, None)
+            self._add_marker(q, f"{q}:{ts}")
+        self._send_idle_markers(wall_ms)
+
+    def _send_idle_markers(self, wall_ms: int) -> None:
+        """Say of each events partition this worker reads that is caught up (lag 0) and read
+        nothing for `idle_ms` that it is idle, again every `idle_ms` while it stays so (a
+        restarted reader of a re-keying partition may have skipped the earlier ones).
+
+        A marker source holds its logical partitions' watermarks back until its origin says
+        this (Pipeline._caught_up): its silence alone may mean a slow, restarting or
+        rebalancing owner, and its forwarded records may still be in flight."""
+        idle_ms = self.traffic_config.idle_ms
+        events = self.settings.topic_events
+        try:
+            assigned = self.w.app.consumer.assignment()
+        except Exception:  # no assignment yet
+            return
+        for tp in assigned:
+            q = tp.partition
+            if tp.topic != events or not self._origin_caught_up(tp):
+                continue
+            if wall_ms - self._origin_read_wall.setdefault(q, wall_ms) < idle_ms:
+                continue
+            if wall_ms - self._idle_sent.get(q, wall_ms - idle_ms) < idle_ms:
+                continue
+            self._idle_sent[q] = wall_ms
+            ts = self._origin_ts.get(q)
+            self._add_marker(q, f"{q}:{'' if ts is None else ts}:{WATERMARK_IDLE}")
+
+    def _origin_caught_up(self, tp: Any) -> bool:
+        """Events partition `tp` has nothing left to read: lag 0 from the last record handled
+        or, if none was handled since the assignment, from the committed offset."""
+        consumer = self.w.app.consumer
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # not fetched yet: something may be pending
+            return False
+        done = self._positions.get((tp.topic, tp.partition))
+        if done is None:
+            done = faust_compat.committed_offset(consumer, tp)
+        return high is not None and done is not None and done >= high
+
+    def _add_marker(self, q: int, value: str) -> None:
+        headers = [(ORIGIN_HEADER, ORIGIN_WATERMARK), (WATERMARK_HEADER, value.encode())]
+        for p in range(self.settings.partitions):
+            if p != q:
+                self.out.add(self.settings.rekey_topic, None, b"", partition=p, headers=headers)
 
     def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
         self.out.add(
@@ -604,7 +732,7 @@ class Pipeline:
             m.key,
             m.value,
             partition=target,
-            headers=[(ORIGIN_HEADER, origin)],
+            headers=[(ORIGIN_HEADER, origin), (FROM_HEADER, str(m.partition).encode())],
         )
         self.metrics.rekeyed.labels(label).inc()
 
@@ -683,6 +811,37 @@ class Pipeline:
                 self._positions.pop(key, None)
                 with contextlib.suppress(KeyError):
                     gauge.remove(key[0], str(key[1]))
+
+
+def input_offsets(batch: Iterable[Any]) -> dict[tuple[str, int], int]:
+    """The next offset to read per input (topic, partition) after `batch` (Faust events or
+    `Delivery`s)."""
+    offsets: dict[tuple[str, int], int] = {}
+    for event in batch:
+        m = event.message
+        key = (m.topic, m.partition)
+        if m.offset >= offsets.get(key, 0):
+            offsets[key] = m.offset + 1
+    return offsets
+
+
+def transactions(settings: Settings, wiring: Wiring, metrics: Metrics) -> Transactions | None:
+    """The worker's transactional producer under `SMSMON_PROCESSING=transactions`."""
+    if settings.processing != "transactions":
+        return None
+    if not settings.store.startswith("rocksdb") or not settings.batched_changelog:
+        raise ValueError(
+            "SMSMON_PROCESSING=transactions needs SMSMON_STORE=rocksdb:// and "
+            "SMSMON_BATCHED_CHANGELOG=true (table writes must go out in the batch's "
+            "transaction); set SMSMON_PROCESSING=at_least_once to run without them"
+        )
+    return Transactions(
+        wiring.app,
+        f"{settings.app_id}-{settings.instance_id}",
+        settings.app_id,
+        settings.transaction_timeout_ms,
+        observe=metrics.transaction_seconds.observe,
+    )
 
 
 def count_active(table: Any) -> int:

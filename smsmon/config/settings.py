@@ -92,7 +92,9 @@ class Settings(BaseSettings):
     # Processing
     batch_max: int = Field(default=5000, ge=1)
     batch_within_seconds: float = Field(default=0.05, gt=0)
-    dedup_capacity: int = Field(default=200_000, ge=0)
+    # Event and complaint ids remembered per subscriber, in the subscribers table (committed
+    # state, so a repeat is skipped after a crash too); 0 turns dedup off.
+    dedup_per_subscriber: int = Field(default=16, ge=0, le=1024)
     # Each events partition tells every re-keying partition how far it got in event time
     # (a watermark marker) at most this often: re-keyed records never drive the watermark
     # themselves (docs/traffic.md, "Watermarks").
@@ -104,6 +106,15 @@ class Settings(BaseSettings):
     # that cannot block are awaited directly, and standby changelog records are written to
     # RocksDB directly (streams/faust_compat.py). The loop's seek fix is on either way.
     fast_drain: bool = True
+    # The processing protocol (docs/reliability.md): "transactions" commits each batch's
+    # outputs, changelog records and input offsets in one Kafka transaction and writes RocksDB
+    # after it (no fault changes an alert); "at_least_once" is the earlier protocol (outputs
+    # flushed before Faust's timer commits offsets), kept for comparison benchmarks.
+    processing: Literal["transactions", "at_least_once"] = "transactions"
+    # A transaction the worker left open when it died is aborted by its restart at once, or
+    # by the broker after this long (until then read_committed readers of the partitions it
+    # wrote wait). A batch's transaction must end within it.
+    transaction_timeout_ms: int = Field(default=10_000, ge=1_000, le=900_000)
     # How long the broker may hold a fetch that finds no new records. Faust fixes 1,500 ms;
     # while such a fetch for quiet partitions is in flight, aiokafka cannot fetch the busy
     # ones again, and events waited up to 1.5 s before processing (docs/performance.md).

@@ -252,17 +252,21 @@ class Aggregator:
                     progress.open_index.setdefault(f"m|{cfg.volume.end(w)}", set()).add(k)
             if st.quota is not None and win[0] > st.quota and not win[1]:
                 win[1] = 1
+                # Fired at the crossing, before the window closes: `observed` is the message
+                # that crossed (quota + 1), not the count so far, which depends on how the
+                # window's partials were cut into batches (a crash or a slow worker cuts them
+                # differently) and would make the same alert differ between runs.
                 alerts.append(
                     self._spike(
                         dim,
                         subject,
                         w,
-                        win[0],
+                        st.quota + 1,
                         st.quota,
                         None,
                         st,
                         detected_at,
-                        f"above the port's quota of {st.quota}/min",
+                        f"more than the port's quota of {st.quota}/min",
                     )
                 )
         for (kind, port, w), values in partial.sets.items():

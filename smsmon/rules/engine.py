@@ -8,7 +8,7 @@ semantics over a slower backing store and coalesces writes to one per key per ba
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
+import hashlib
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -102,24 +102,36 @@ class BatchOverlay(Generic[K, V, W]):
         return len(self._dirty)
 
 
-class Deduper:
-    """Bounded memory of recent event ids: a repeated event_id is processed once."""
+ID_DIGEST_BYTES = 8
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._seen: OrderedDict[str, None] = OrderedDict()
 
-    def seen(self, event_id: str) -> bool:
-        """True if `event_id` was seen recently; otherwise remembers it."""
-        if self.capacity == 0:
-            return False
-        if event_id in self._seen:
-            self._seen.move_to_end(event_id)
-            return True
-        self._seen[event_id] = None
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
-        return False
+def id_digest(event_id: str) -> bytes:
+    """The 8-byte BLAKE2b digest of an event id: what a subscriber's recent-id window keeps."""
+    return hashlib.blake2b(event_id.encode(), digest_size=ID_DIGEST_BYTES).digest()
+
+
+def seen_in(window: bytes, event_id: str, capacity: int) -> tuple[bool, bytes]:
+    """(repeated?, new window) for `event_id` against one subscriber's recent-id window.
+
+    The window is part of the subscriber's committed state (the `subscribers` table), not
+    process memory: a repeat of an event processed before a crash is recognised after it
+    too (docs/reliability.md, "The processing protocol"). It holds the digests of the last
+    `capacity` new ids (events and complaints) of the subscriber, 8 bytes each, oldest
+    first; only a match at an entry boundary counts. Gateways repeat an event for the same
+    subscriber within seconds, a few of its messages later at most."""
+    if capacity <= 0:
+        return False, window
+    digest = id_digest(event_id)
+    at = window.find(digest)
+    while at >= 0:
+        if at % ID_DIGEST_BYTES == 0:
+            return True, window
+        at = window.find(digest, at + 1)
+    window = window + digest
+    keep = capacity * ID_DIGEST_BYTES
+    if len(window) > keep:
+        window = window[-keep:]
+    return False, window
 
 
 class ContentRules(Protocol):
@@ -138,6 +150,8 @@ class EngineConfig:
     recent_capacity: int = 128
     recent_horizon_ms: int = 30 * 86_400_000
     content: ContentRules | None = None
+    # event and complaint ids remembered per subscriber (repeats are skipped)
+    dedup_ids: int = 16
 
 
 @dataclass(slots=True)

@@ -13,7 +13,7 @@ from smsmon.contract.models import Alert, Complaint, ConsentRecord, DlrEvent, Mo
 from smsmon.contract.times import to_ms
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
 from smsmon.rules.consent import RecentSenders
-from smsmon.rules.engine import DictState, Engine, EngineConfig
+from smsmon.rules.engine import DictState, Engine, EngineConfig, seen_in
 from smsmon.rules.reference import ReferenceBook
 from smsmon.rules.traffic import FloodState, Stage1, TrafficConfig
 from smsmon.rules.windows import Watermarks
@@ -56,10 +56,18 @@ class OfflineRunner:
         self.floods: dict[str, FloodState] = {}
         self.book = book
         self.batch = batch
-        self._seen: set[str] = set()
+        # per subscriber: the recent-id window, as the worker keeps it (rules/engine.py)
+        self._seen: dict[str, bytes] = {}
         self.suppressed: Counter[str] = Counter()
         book.exemptions.hasher = engine_config.hasher
         self._offset = 0
+
+    def _repeated(self, msisdn: str, record_id: str) -> bool:
+        window = self._seen.get(msisdn, b"")
+        repeated, window = seen_in(window, record_id, self.engine.config.dedup_ids)
+        if window:
+            self._seen[msisdn] = window
+        return repeated
 
     def _port_of(self, port: str) -> str:
         rec = self.book.port_for(port)
@@ -101,15 +109,13 @@ class OfflineRunner:
             self.engine.on_consent(rec.msisdn, rec.enterprise, rec, self.state)
             return []
         if isinstance(rec, Complaint):
-            if "c:" + rec.complaint_id in self._seen:
+            if self._repeated(rec.msisdn, "c:" + rec.complaint_id):
                 return []
-            self._seen.add("c:" + rec.complaint_id)
             recent = self.state.recent(rec.msisdn).marketing()
             self.stage1.on_complaint("f", 0, off, rec, recent, wall)
             return []
-        if rec.event_id in self._seen:
+        if self._repeated(rec.msisdn, rec.event_id):
             return []
-        self._seen.add(rec.event_id)
         out = self.engine.on_event(rec, self.state, now)
         alerts = list(out.alerts)
         if isinstance(rec, MtEvent) and out.verdict is not None:

@@ -83,6 +83,8 @@ def kafka_consumer(settings: StoreSettings) -> Any:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
+        # the workers write alerts and revocations in transactions (docs/reliability.md)
+        isolation_level="read_committed",
         group_id=settings.store_group_id,
         client_id=settings.store_group_id,
         enable_auto_commit=False,

@@ -135,6 +135,24 @@ REPLACED_INTERNALS: dict[str, str] = {
     "aiokafka.AIOKafkaConsumer._client.force_metadata_update": (
         "called: the reference loader sees new partitions of the reference topics at once"
     ),
+    "faust.transport.drivers.aiokafka.Producer._settings_default / _settings_auth": (
+        "read: the transactional producer gets the settings of Faust's own"
+    ),
+    "aiokafka.AIOKafkaConsumer._isolation_level": (
+        "set to read_committed by the consumer wrapper under the transactional protocol"
+    ),
+    "faust.transport.consumer.Consumer._commit_offsets": (
+        "wrapped: offsets of the transactional inputs are committed in the batch's "
+        "transaction only, never by Faust's timer (an older offset could overwrite them)"
+    ),
+    "aiokafka.consumer.fetcher.FetchResult.getall": (
+        "wrapped: notes the last offset handed out per partition (for the recovery's end)"
+    ),
+    "faust.tables.recovery.Recovery.active_remaining / standby_remaining, its asyncio": (
+        "wrapped: a changelog partition whose fetch position passed its last offset is "
+        "recovered (a transaction marker, never delivered, sits at the end); the recovery "
+        "loop's 5 s idle wait is capped so that this is seen at once"
+    ),
 }
 
 
@@ -176,11 +194,16 @@ class LoopHooks:
     sink_topics: frozenset[str] = frozenset()
     deliver: BatchSink | None = None
     batch_max: int = 1000
+    #: Input topics whose offsets the batch transactions commit (Faust's commit skips them).
+    txn_topics: frozenset[str] = frozenset()
 
 
+#: Called with a batch and, for the last batch of a fetch, aiokafka's fetch position of each
+#: of its partitions (None otherwise): every record of the fetch is then in this batch or an
+#: earlier one, so the position, past any transaction markers after them, may be committed.
 #: Returns True once the records were processed and acknowledged, False if it gave them up
 #: (a rebalance came first): then they are fetched again after the rebalance's seek.
-BatchSink = Callable[[list[Any]], Awaitable[bool]]
+BatchSink = Callable[[list[Any], "dict[Any, int | None] | None"], Awaitable[bool]]
 
 HOOKS = LoopHooks()
 
@@ -239,6 +262,117 @@ async def force_metadata_update(consumer: Any) -> None:
     await consumer._client.force_metadata_update()
 
 
+# -- the transactional protocol (smsmon/streams/transactions.py) ----------------------------
+
+
+def new_transactional_producer(app: Any, transactional_id: str, timeout_ms: int) -> Any:
+    """An aiokafka producer with the settings (servers, credentials, sizes) of Faust's own,
+    transactional with `transactional_id`."""
+    import aiokafka
+
+    producer = app.producer
+    settings = {**producer._settings_default(), **producer._settings_auth()}
+    settings.pop("acks", None)
+    return aiokafka.AIOKafkaProducer(
+        **settings,
+        acks="all",
+        transactional_id=transactional_id,
+        transaction_timeout_ms=timeout_ms,
+    )
+
+
+def offsets_for_transaction(offsets: Any) -> dict[Any, int]:
+    """{(topic, partition): offset} as aiokafka's `send_offsets_to_transaction` takes them."""
+    from aiokafka.structs import TopicPartition
+
+    return {TopicPartition(t, p): o for (t, p), o in offsets.items()}
+
+
+def rocks_offset_key(store: Any) -> bytes:
+    """The reserved key under which a Faust RocksDB partition keeps its changelog offset."""
+    key: bytes = store.offset_key
+    return key
+
+
+def use_transactions(topics: frozenset[str]) -> None:
+    """Under the transactional protocol: read every topic `read_committed`, leave the offsets
+    of `topics` to the batch transactions, and end a changelog recovery once the fetch
+    position passed the changelog's last offset (a transaction marker is never delivered)."""
+    from aiokafka.consumer.fetcher import FetchResult
+    from faust.tables import recovery
+    from faust.tables.recovery import Recovery
+    from faust.transport.consumer import Consumer
+
+    HOOKS.txn_topics = topics
+    if "commit_offsets" not in _ORIGINAL:
+        _ORIGINAL["getall"] = FetchResult.getall
+        _ORIGINAL["commit_offsets"] = Consumer._commit_offsets
+        _ORIGINAL["active_remaining"] = Recovery.active_remaining
+        _ORIGINAL["standby_remaining"] = Recovery.standby_remaining
+        _ORIGINAL["recovery_asyncio"] = recovery.asyncio  # type: ignore[attr-defined]
+    Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]
+    Recovery.active_remaining = _remaining("active")  # type: ignore[method-assign]
+    Recovery.standby_remaining = _remaining("standby")  # type: ignore[method-assign]
+    recovery.asyncio = _RecoveryAsyncio()  # type: ignore[attr-defined,assignment]
+    FetchResult.getall = _getall
+    _CONSUMER_OPTIONS["read_committed"] = True
+
+
+async def _commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
+    own = HOOKS.txn_topics
+    kept = {tp: o for tp, o in offsets.items() if tp.topic not in own}
+    if not kept:
+        return False
+    result: bool = await _ORIGINAL["commit_offsets"](
+        self, kept, start_new_transaction=start_new_transaction
+    )
+    return result
+
+
+def _remaining(kind: str) -> Any:
+    original = _ORIGINAL[f"{kind}_remaining"]
+
+    def remaining(self: Any) -> Any:
+        counts = original(self)
+        if not counts:
+            return counts
+        position = fetch_position(self.app.consumer)
+        highwaters = getattr(self, f"{kind}_highwaters")
+        offsets = getattr(self, f"{kind}_offsets")
+        for tp, left in list(counts.items()):
+            if left > 0:
+                # In this order (hand-outs run in the consumer's thread): aiokafka's position
+                # (the next offset to hand out) first, then whether a hand-out is under way,
+                # then the last record handed out. A position past the highwater (the last
+                # offset) with every handed-out record applied leaves only control records.
+                at = position(tp)
+                if at is None or at <= highwaters[tp] or _FETCHES["active"]:
+                    continue
+                handed = _FETCHES["last"].get(tp)
+                if handed is None or offsets[tp] >= handed:
+                    offsets[tp] = highwaters[tp]
+                    counts[tp] = 0
+        return counts
+
+    return remaining
+
+
+class _RecoveryAsyncio:
+    """faust.tables.recovery's `asyncio`, with its recovery loop's idle wait capped: the loop
+    checks whether recovery ended only when a changelog record arrives or after that wait
+    (5 s); the last records of a transactional changelog are markers, which never arrive."""
+
+    IDLE_WAIT_MAX = 0.2
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def wait_for(self, aw: Any, timeout: float | None = None) -> Any:
+        if timeout is not None:
+            timeout = min(timeout, self.IDLE_WAIT_MAX)
+        return await asyncio.wait_for(aw, timeout=timeout)
+
+
 def _counting_seeks(original: Any) -> Any:
     """Wrap a Faust consumer seek so the drain loop can tell that one ran (see
     `_drain_messages`): the count goes up when the seek starts and again when it ends."""
@@ -294,6 +428,25 @@ def apply_fast_drain(enabled: bool) -> bool:
     return enabled
 
 
+_CONSUMER_OPTIONS: dict[str, Any] = {"read_committed": False}
+#: Written in the consumer's thread by `_getall`: hand-outs under way, and the offset of the
+#: last record handed out per partition (read by the recovery's `_remaining`).
+_FETCHES: dict[str, Any] = {"active": 0, "last": {}}
+
+
+def _getall(self: Any, max_records: int | None = None) -> Any:
+    # aiokafka's FetchResult.getall: takes a partition's buffered records and moves the
+    # position past them (and past any control records after them), synchronously.
+    _FETCHES["active"] += 1
+    try:
+        records = _ORIGINAL["getall"](self, max_records)
+        if records:
+            _FETCHES["last"][self._topic_partition] = records[-1].offset
+        return records
+    finally:
+        _FETCHES["active"] -= 1
+
+
 def set_fetch_max_wait(ms: int) -> None:
     """Make Faust's worker consumer use `fetch_max_wait_ms=ms` (Faust passes 1,500).
 
@@ -312,6 +465,8 @@ def set_fetch_max_wait(ms: int) -> None:
     def create_worker_consumer(self: Any, transport: Any) -> Any:
         consumer = original(self, transport)
         consumer._fetch_max_wait_ms = ms
+        if _CONSUMER_OPTIONS["read_committed"]:
+            consumer._isolation_level = "read_committed"  # read when the consumer starts
         return consumer
 
     create_worker_consumer.__wrapped__ = original  # type: ignore[attr-defined]
@@ -541,7 +696,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         at = position(tp)
         return at is None or offset >= at
 
-    async def deliver_pending(epoch: int) -> None:
+    async def deliver_pending(epoch: int, last: bool = False) -> None:
         """Hand the batch to the sink, without the records a seek has made stale since.
 
         A batch the sink gives up (a rebalance came first) is never left marked as read:
@@ -560,7 +715,10 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                 else:
                     batch.append(m)
         pending.clear()
-        if not batch or await deliver(batch) is not False:
+        ends = None
+        if last and seeks() == epoch:
+            ends = {m.tp: position(m.tp) for m in batch}
+        if not batch or await deliver(batch, ends) is not False:
             return
         given_up: dict[Any, list[int]] = {}
         for m in batch:
@@ -644,7 +802,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             message.value,
                         )
                 if pending:
-                    await deliver_pending(epoch)
+                    await deliver_pending(epoch, last=True)
                 standby.flush()
                 if stale_ranges:
                     _skipped("stale_fetch", stale_ranges)

@@ -79,6 +79,12 @@ class Metrics:
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
             registry=registry,
         )
+        self.transaction_seconds = Histogram(
+            "smsmon_transaction_seconds",
+            "Duration of a batch's Kafka transaction (begin to commit acknowledged).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.processing_errors = Counter(
             "smsmon_processing_errors_total",
             "Records whose processing raised; isolated to the dead-letter topic.",

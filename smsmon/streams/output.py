@@ -11,10 +11,13 @@ offsets) still guarantees they are delivered before the input offsets are commit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from smsmon.contract.canonical import murmur2
+
+if TYPE_CHECKING:
+    from smsmon.streams.transactions import Transactions
 
 Ack = Callable[[], None]
 
@@ -23,9 +26,15 @@ class BatchOutput:
     """Collects (topic, partition, key, value, headers) records and sends them in batches."""
 
     def __init__(
-        self, app: Any, on_error: Callable[[BaseException, str], None] | None = None
+        self,
+        app: Any,
+        on_error: Callable[[BaseException, str], None] | None = None,
+        txn: Transactions | None = None,
     ) -> None:
         self.app = app
+        # With a transactional producer (docs/reliability.md, "The processing protocol"),
+        # `commit` sends everything queued and the batch's input offsets in one transaction.
+        self.txn = txn
         # Called when the broker refuses a batch (after the producer's own retries). Faust's
         # flush before commit does not raise on a failed batch, so without this the records
         # would be lost while the input offsets are committed.
@@ -59,11 +68,30 @@ class BatchOutput:
             n = self._partitions[topic] = len(await producer.partitions_for(topic))
         return n
 
-    async def flush(self) -> None:
-        """Submit everything queued; delivery is awaited by Faust's flush before commit."""
-        if not self._pending:
-            return
-        producer = self.app.producer._ensure_producer()
+    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """In one transaction: send everything queued and commit `offsets` (the next offset
+        to read per input (topic, partition)); return the last offset written per
+        (topic, partition). Without a transactional producer: `flush`, and return {}.
+
+        Raises if the transaction fails: nothing of the batch may then be applied or
+        acknowledged (the caller stops the process)."""
+        txn = self.txn
+        if txn is None:
+            await self.flush()
+            return {}
+        if not self._pending and not offsets:
+            return {}
+        by_tp = await self._by_partition(await txn.producer())
+        records = {tp: [(r[0], r[1], r[2] or []) for r in recs] for tp, recs in by_tp.items()}
+        last = await txn.commit(records, offsets)
+        for recs in by_tp.values():
+            for rec in recs:
+                if rec[3] is not None:
+                    rec[3]()
+            self.sent += len(recs)
+        return last
+
+    async def _by_partition(self, producer: Any) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
         by_tp: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
         for (topic, partition), records in self._pending.items():
             if partition is not None:
@@ -75,6 +103,19 @@ class BatchOutput:
                 p = (murmur2(key) & 0x7FFFFFFF) % n if key is not None else 0
                 by_tp.setdefault((topic, p), []).append(rec)
         self._pending.clear()
+        return by_tp
+
+    async def flush(self) -> None:
+        """Submit everything queued; delivery is awaited by Faust's flush before commit.
+
+        With a transactional producer: `commit` without input offsets."""
+        if not self._pending:
+            return
+        if self.txn is not None:
+            await self.commit({})
+            return
+        producer = self.app.producer._ensure_producer()
+        by_tp = await self._by_partition(producer)
         now = int(time.time() * 1000)  # aiokafka batch timestamps are epoch ms
         for (topic, partition), records in by_tp.items():
             batch = producer.create_batch()

@@ -11,6 +11,12 @@ tombstone), so a table's changelog keeps its order.
 
 With `SMSMON_BATCHED_CHANGELOG=false`, or a store that is not RocksDB (the memory store of
 the unit tests), writes take Faust's per-key path.
+
+Under the transactional protocol (`deferred`, docs/reliability.md "The processing protocol")
+`commit` applies nothing: the changelog records go out in the batch's transaction, and
+`apply` writes each partition's RocksDB write batch after that transaction is committed,
+with the partition's changelog offset in the same write batch (so a partition's RocksDB is
+always at one committed batch boundary, whatever instant the process dies).
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from typing import Any
 from rocksdict import WriteBatch
 
 from smsmon.streams.app import bind_event
-from smsmon.streams.faust_compat import rocks_index_drop, rocks_index_put, rocks_partition_db
+from smsmon.streams.faust_compat import (
+    rocks_index_drop,
+    rocks_index_put,
+    rocks_offset_key,
+    rocks_partition_db,
+)
 from smsmon.streams.output import BatchOutput
 
 _UNSET = object()
@@ -30,9 +41,10 @@ _UNSET = object()
 class TableWriter:
     """Writes table values for the records of one agent's batches."""
 
-    def __init__(self, out: BatchOutput, batched: bool) -> None:
+    def __init__(self, out: BatchOutput, batched: bool, deferred: bool = False) -> None:
         self.out = out
         self.batched = batched
+        self.deferred = deferred
         self._direct: dict[str, tuple[Any, str] | None] = {}
         # (table, partition) -> (RocksDB, write batch) of the writes not yet committed
         self._batches: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -53,6 +65,8 @@ class TableWriter:
         pending = self._batches.get((table.name, partition))
         if pending is None:
             db = rocks_partition_db(store, partition)
+            if self.deferred and not store.use_rocksdict:
+                raise RuntimeError("the transactional protocol needs rocksdict's WriteBatch")
             wb = WriteBatch(raw_mode=True) if store.use_rocksdict else db
             pending = self._batches[(table.name, partition)] = (db, wb)
         wb = pending[1]
@@ -69,10 +83,30 @@ class TableWriter:
 
         Call after the last `write` of a batch and before its output is flushed: reads of
         the same batch go through the caller's overlay, so nothing reads a key between its
-        `write` and this commit. A write batch is also atomic in RocksDB."""
+        `write` and this commit. A write batch is also atomic in RocksDB. Deferred (the
+        transactional protocol): nothing here; `apply` after the transaction's commit."""
+        if self.deferred:
+            return
         for db, wb in self._batches.values():
             if wb is not db:
                 db.write(wb)
+        self._batches.clear()
+
+    def apply(self, last: dict[tuple[str, int], int]) -> None:
+        """After the batch's transaction committed: write each partition's write batch with
+        that partition's changelog offset (`last`: the offset of the last record sent per
+        changelog (topic, partition)), then forget them."""
+        for (name, partition), (db, wb) in self._batches.items():
+            store, changelog = self._direct[name]  # type: ignore[misc]
+            offset = last.get((changelog, partition))
+            if offset is not None:
+                wb.put(rocks_offset_key(store), str(offset).encode())
+            if wb is not db:
+                db.write(wb)
+        self._batches.clear()
+
+    def discard(self) -> None:
+        """Forget the batch's writes (its transaction did not commit)."""
         self._batches.clear()
 
     def read(self, table: Any, key: bytes, reader: Any) -> bytes | None:

@@ -377,6 +377,8 @@ class Archiver:
         try:
             store.sweep(self.topics)
             self.consumer = KafkaConsumer(
+                # revocations on the consent topic are written in transactions
+                isolation_level="read_committed",
                 group_id=f"{s.app_id}-archive",
                 client_id=f"{s.app_id}-archive",
                 enable_auto_commit=False,

@@ -237,41 +237,9 @@ class Record:
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 120) -> list[Record]:
-    """Every record of `topic` up to its end offsets as of now (fails if it cannot get there)."""
-    from confluent_kafka import Consumer
-    from confluent_kafka import TopicPartition as CTP
-
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 52_428_800,
-        }
-    )
-    try:
-        meta = c.list_topics(topic, timeout=30).topics[topic]
-        ends = {}
-        for p in meta.partitions:
-            low, high = c.get_watermark_offsets(CTP(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        c.assign([CTP(topic, p, 0) for p in ends])
-        out: list[Record] = []
-        done = {p: 0 for p in ends}
-        deadline = time.monotonic() + timeout
-        while any(done[p] < ends[p] for p in ends):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end: {done} {ends}"
-            for m in c.consume(10_000, timeout=1.0):
-                if m.error():
-                    continue
-                p, o = m.partition(), m.offset()
-                assert p is not None and o is not None
-                out.append(Record(m.key(), m.value(), p, o, m.timestamp()[1]))
-                done[p] = max(done[p], o + 1)
-        return out
-    finally:
-        c.close()
+    """Every committed record of `topic` up to its end as of now (fails if it cannot get
+    there); read_committed, since the worker writes in transactions (`read_records`)."""
+    return read_records(bootstrap, topic, timeout=timeout)
 
 
 def per_message_alerts(env: Env) -> list[tuple[bytes, dict[str, Any]]]:
@@ -401,3 +369,149 @@ def bad(**changes: Any) -> bytes:
         else:
             d[k] = v
     return json.dumps(d, ensure_ascii=False).encode()
+
+
+# -- the fault storm (test_reliability_storm.py) ------------------------------------------------
+
+
+def storm_input_topics(env: Env) -> list[str]:
+    """Every topic the smsmon group consumes: the gateway inputs and both internal topics
+    (stage 2 reads `<app>-counts`, so aggregate alerts are out only once it is committed)."""
+    return [
+        env.topic("sms.events"),
+        env.topic("sms.ref.consent"),
+        env.topic("sms.complaints"),
+        f"{env.prefix}-rekey",
+        f"{env.prefix}-counts",
+    ]
+
+
+def group_positions(env: Env, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (committed offset of the smsmon group, end offset); the ends are
+    read first, so committed <= end unless the group commits past an end read a moment ago."""
+    consumer = KafkaConsumer(bootstrap_servers=env.bootstrap, enable_auto_commit=False)
+    admin = KafkaAdminClient(bootstrap_servers=env.bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        end = consumer.end_offsets(tps)
+        committed = admin.list_group_offsets({env.prefix: None}).get(env.prefix, {})
+        return {
+            (tp.topic, tp.partition): (committed[tp].offset if tp in committed else 0, end[tp])
+            for tp in tps
+        }
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def read_records(
+    bootstrap: str,
+    topic: str,
+    *,
+    committed_only: bool = True,
+    start: dict[int, int] | None = None,
+    partitions: set[int] | None = None,
+    timeout: float = 120,
+) -> list[Record]:
+    """Every record of `topic` (of `partitions`, if given) from `start` (partition -> offset;
+    default the beginning) to the end as of the read, with isolation level read_committed (or
+    read_uncommitted, which also shows records of open and aborted transactions). Ends at
+    each partition's EOF, so transaction markers at the end of a partition do not stall it."""
+    from confluent_kafka import Consumer, KafkaError
+    from confluent_kafka import TopicPartition as CTP
+
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed" if committed_only else "read_uncommitted",
+            "fetch.max.bytes": 52_428_800,
+        }
+    )
+    try:
+        meta = c.list_topics(topic, timeout=30).topics[topic]
+        parts = sorted(p for p in meta.partitions if partitions is None or p in partitions)
+        begin = start or {}
+        c.assign([CTP(topic, p, begin.get(p, 0)) for p in parts])
+        out: list[Record] = []
+        pending = set(parts)
+        deadline = time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end: {pending}"
+            for m in c.consume(10_000, timeout=1.0):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(m.partition())
+                    continue
+                p, o = m.partition(), m.offset()
+                assert p is not None and o is not None
+                out.append(Record(m.key(), m.value(), p, o, m.timestamp()[1]))
+        return out
+    finally:
+        c.close()
+
+
+def offline_expectation(
+    sim: Any, records: list[tuple[str, bytes, bytes]], secret: str
+) -> tuple[list[Any], list[Any]]:
+    """The fault-free answer for simulator records: (alerts, published revocations), from the
+    same rules run in-process (bench.traffic.offline_alerts, plus the revocations the engine
+    returns for attributed unsubscribes, which the worker publishes on sms.ref.consent)."""
+    from smsmon.config.settings import Settings
+    from smsmon.contract.canonical import MsisdnHasher
+    from smsmon.contract.codec import DecodeContext, decode_event, decode_model, signature_key
+    from smsmon.contract.models import Complaint, ConsentRecord, PortRecord, SignatureRecord
+    from smsmon.rules.content.checks import content_checker
+    from smsmon.rules.engine import EngineConfig
+    from smsmon.rules.offline import OfflineRunner
+    from smsmon.rules.reference import ReferenceBook
+    from smsmon.rules.traffic import TrafficConfig
+
+    ctx = DecodeContext(tz=sim.tz)
+    book = ReferenceBook()
+    for key, value in sim.reference.ports:
+        book.put_port(key, PortRecord.model_validate(value))
+    for key, value in sim.reference.signatures:
+        book.put_signature(signature_key(key.encode()), SignatureRecord.model_validate(value))
+    runner = OfflineRunner(
+        book,
+        EngineConfig(
+            hasher=MsisdnHasher(secret.encode(), "k1"),
+            content=content_checker(Settings(msisdn_secret=secret)),
+        ),
+        TrafficConfig(),
+    )
+    revocations: list[Any] = []
+    on_event = runner.engine.on_event
+
+    def capturing(event: Any, state: Any, detected_at: Any) -> Any:
+        out = on_event(event, state, detected_at)
+        revocations.extend(out.revocations)
+        return out
+
+    runner.engine.on_event = capturing  # type: ignore[method-assign]
+
+    def decoded() -> Iterator[Any]:
+        # a repeated id is skipped by the runner's per-subscriber window, as by the worker's
+        for _, value in sim.reference.consent:
+            yield ConsentRecord.model_validate(value)
+        for kind, key, value in records:
+            if kind == "complaint":
+                yield decode_model(Complaint, value, ctx)
+            else:
+                yield decode_event(value, key, ctx)
+
+    alerts = list(runner.run(decoded()))
+    return alerts, revocations
+
+
+def counter_lines(metrics_text: str) -> str:
+    """The smsmon_*_total samples of a /metrics page (what a storm failure prints)."""
+    return "\n".join(
+        line
+        for line in metrics_text.splitlines()
+        if line.startswith("smsmon_") and "_total" in line.split("{")[0].split(" ")[0]
+    )

@@ -43,7 +43,9 @@ def produce(bootstrap: str, topic: str, rows: list[tuple[bytes | None, bytes | N
 
 def read_all(bootstrap: str, topic: str, timeout_ms: int = 60_000) -> list[Any]:
     """Every record currently on `topic`: polls until the end offsets seen at the start."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+    )
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]

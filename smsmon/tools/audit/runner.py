@@ -98,17 +98,15 @@ class PerMessageRunner(OfflineRunner):
             return []
         if isinstance(rec, Complaint):
             return []
-        if rec.event_id in self._seen:
+        if self._repeated(rec.msisdn, rec.event_id):
             return []
-        self._seen.add(rec.event_id)
         return list(self.engine.on_event(rec, self.state, dt.datetime.now(dt.UTC)).alerts)
 
     def outcome(self, rec: Event) -> Outcome | None:
         """What `process` does with an event, returning the engine's Outcome (None for a
         repeated event id), without going through RecordingEngine."""
-        if rec.event_id in self._seen:
+        if self._repeated(rec.msisdn, rec.event_id):
             return None
-        self._seen.add(rec.event_id)
         return Engine.on_event(self.engine, rec, self.state, dt.datetime.now(dt.UTC))
 
     def flush(self) -> list[Alert]:

@@ -19,7 +19,7 @@ from smsmon.contract.codec import encode_alert
 from smsmon.contract.models import Category, ConsentRecord, ConsentStatus, DlrEvent, Severity
 from smsmon.rules import catalog as R
 from smsmon.rules.consent import ConsentState, RecentSenders
-from smsmon.rules.engine import BatchOverlay, Deduper, DictState, Outcome
+from smsmon.rules.engine import BatchOverlay, DictState, Outcome, id_digest, seen_in
 
 if TYPE_CHECKING:
     from tests.unit.conftest import Factory
@@ -568,9 +568,21 @@ def test_overlay_reloads_after_drain() -> None:
     assert ov.get("a") == 9
 
 
-def test_deduper_reports_repeats_within_capacity() -> None:
+class Window:
+    """One subscriber's recent-id window, driven through `seen_in`."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.raw = b""
+
+    def seen(self, event_id: str) -> bool:
+        repeated, self.raw = seen_in(self.raw, event_id, self.capacity)
+        return repeated
+
+
+def test_recent_ids_report_repeats_within_capacity() -> None:
     """A repeated event_id is seen; a new one is not."""
-    d = Deduper(3)
+    d = Window(3)
     assert not d.seen("e1")
     assert d.seen("e1")
     assert not d.seen("e2")
@@ -578,44 +590,63 @@ def test_deduper_reports_repeats_within_capacity() -> None:
     assert d.seen("e2")
 
 
-def test_deduper_forgets_the_least_recent_beyond_capacity() -> None:
-    """Memory is bounded: beyond capacity the least recently seen id is forgotten."""
-    d = Deduper(2)
+def test_recent_ids_forget_the_oldest_beyond_capacity() -> None:
+    """Bounded: beyond capacity the oldest id is forgotten (a repeat does not refresh it:
+    the window is the subscriber's last ids in arrival order)."""
+    d = Window(2)
     d.seen("e1")
     d.seen("e2")
-    d.seen("e3")  # evicts e1
-    assert not d.seen("e1")  # forgotten, so treated as new (and now remembered, evicting e2)
+    d.seen("e3")  # pushes e1 out
+    assert not d.seen("e1")  # forgotten, so new again (and now kept, pushing e2 out)
     assert d.seen("e3")
     assert not d.seen("e2")
+    assert len(d.raw) == 2 * 8
 
 
-def test_deduper_refreshes_an_id_on_repeat() -> None:
-    """A repeat counts as recent use, so it outlives ids seen once since."""
-    d = Deduper(2)
-    d.seen("e1")
-    d.seen("e2")
-    assert d.seen("e1")
-    d.seen("e3")  # evicts e2, not e1
-    assert d.seen("e1")
-    assert not d.seen("e2")
-
-
-def test_deduper_capacity_zero_disables_dedup() -> None:
+def test_recent_ids_capacity_zero_disables_dedup() -> None:
     """Capacity 0 remembers nothing: every event is processed."""
-    d = Deduper(0)
+    d = Window(0)
     assert not d.seen("e1")
     assert not d.seen("e1")
+    assert d.raw == b""
 
 
 @given(st.lists(st.sampled_from([f"e{i}" for i in range(8)]), max_size=40), st.integers(1, 5))
-def test_deduper_never_reports_an_unseen_id(ids: list[str], capacity: int) -> None:
-    """seen() is True only for ids that were seen before (no false positives)."""
-    d = Deduper(capacity)
-    before: set[str] = set()
+def test_recent_ids_are_exactly_the_last_capacity_new_ids(ids: list[str], capacity: int) -> None:
+    """seen() is True exactly for an id among the last `capacity` ids that were new (a model
+    of the window); never for an unseen id."""
+    d = Window(capacity)
+    model: list[str] = []
     for i in ids:
-        if d.seen(i):
-            assert i in before
-        before.add(i)
+        expected = i in model
+        assert d.seen(i) is expected
+        if not expected:
+            model = [*model, i][-capacity:]
+
+
+def test_recent_id_window_survives_its_encoding() -> None:
+    """The window is plain bytes in the subscriber's value: reading it back is the same.
+    It may contain newline bytes: the subscriber value splits at its first two only."""
+    d = Window(4)
+    for i in ("a", "b", "c"):
+        d.seen(i)
+    again = Window(4)
+    again.raw = bytes(d.raw)
+    assert again.seen("b") and not again.seen("z")
+    assert id_digest("a") == id_digest("a") and len(id_digest("a")) == 8
+
+
+def test_a_digest_straddling_two_entries_is_not_a_repeat(monkeypatch: Any) -> None:
+    """Only a match at an entry boundary counts: the bytes of two neighbouring entries may
+    contain a third id's digest."""
+    from smsmon.rules import engine
+
+    digests = {"a": b"AAAAAAAA", "b": b"BBBBBBBB", "x": b"AAAABBBB"}
+    monkeypatch.setattr(engine, "id_digest", digests.__getitem__)
+    d = Window(4)
+    assert not d.seen("a") and not d.seen("b")
+    assert not d.seen("x")  # inside a+b, off the boundary: new
+    assert d.seen("x") and d.seen("a")
 
 
 def test_an_unsubscribe_to_the_oldest_of_twenty_senders_is_honoured(f: Factory) -> None:

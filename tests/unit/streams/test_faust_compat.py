@@ -411,8 +411,9 @@ def sink() -> Any:
     consumer_box: list[FakeConsumer] = []
     script: dict[str, Any] = {"on_batch": None, "give_up": set()}
 
-    async def deliver(messages: list[Any]) -> bool:
+    async def deliver(messages: list[Any], ends: Any = None) -> bool:
         batches.append([m.offset for m in messages])
+        script.setdefault("ends", []).append(ends)
         hook = script["on_batch"]
         if hook is not None:
             await hook(consumer_box[0], batches[-1])
@@ -438,6 +439,10 @@ def drain_events(chunks: list[list[int]], sink: Any, on_deliver: Any = None) -> 
 def test_sink_records_go_in_batches_of_at_most_batch_max_in_order(sink: Any) -> None:
     consumer = drain_events([list(range(0, 10)), [10, 11]], sink)
     assert sink.batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [10, 11]]
+    # only the last batch of each fetch carries the fetch positions (all its records done)
+    ends = sink.script["ends"]
+    assert [e is not None for e in ends] == [False, False, True, True]
+    assert set(ends[2]) == {consumer.tp}
     assert consumer.delivered == []  # nothing went through the conductor
     assert consumer._read_offset[consumer.tp] == 11
     # Faust's "stream idle" check sees the partition being processed
