@@ -431,7 +431,7 @@ def apply_fast_drain(enabled: bool) -> bool:
 _CONSUMER_OPTIONS: dict[str, Any] = {"read_committed": False}
 #: Written in the consumer's thread by `_getall`: hand-outs under way, and the offset of the
 #: last record handed out per partition (read by the recovery's `_remaining`).
-_FETCHES: dict[str, Any] = {"active": 0, "last": {}}
+_FETCHES: dict[str, Any] = {"active": 0, "last": {}, "round": None}
 
 
 def _getall(self: Any, max_records: int | None = None) -> Any:
@@ -441,7 +441,12 @@ def _getall(self: Any, max_records: int | None = None) -> Any:
     try:
         records = _ORIGINAL["getall"](self, max_records)
         if records:
-            _FETCHES["last"][self._topic_partition] = records[-1].offset
+            tp = self._topic_partition
+            _FETCHES["last"][tp] = records[-1].offset
+            handed = _FETCHES["round"]
+            if handed is not None:  # the drain loop's current fetch: first and last offset
+                first = handed.get(tp, (records[0].offset, 0))[0]
+                handed[tp] = (first, records[-1].offset)
         return records
     finally:
         _FETCHES["active"] -= 1
@@ -550,6 +555,29 @@ def _skipped(reason: str, ranges: dict[Any, list[int]]) -> None:
     hook = HOOKS.on_skipped
     if hook is not None and total:
         hook(reason, total)
+
+
+def _dropped(
+    handed_out: dict[Any, tuple[int, int]] | None, received: dict[Any, int]
+) -> dict[Any, tuple[int, int]]:
+    """Offset ranges aiokafka handed out in a fetch that never reached the drain loop.
+
+    Faust's `getmany` stops yielding a fetch's records when its flow stops or the group's
+    generation changes (a rebalance starting), and aiokafka's position has already moved past
+    the rest: they would be fetched again only after a seek, and a later commit would pass
+    them (the symptom of defect 12, docs/reliability.md). The loop seeks such a partition
+    back to the first dropped record, counts the records as "dropped_by_getmany" and does not
+    commit its fetch position."""
+    if not handed_out:
+        return {}
+    out: dict[Any, tuple[int, int]] = {}
+    for tp, (first, last) in handed_out.items():
+        got = received.get(tp)
+        if got is None:
+            out[tp] = (first, last)
+        elif got < last:
+            out[tp] = (got + 1, last)
+    return out
 
 
 def _note(ranges: dict[Any, list[int]], tp: Any, offset: int) -> None:
@@ -696,7 +724,9 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         at = position(tp)
         return at is None or offset >= at
 
-    async def deliver_pending(epoch: int, last: bool = False) -> None:
+    async def deliver_pending(
+        epoch: int, last: bool = False, dropped: dict[Any, tuple[int, int]] | None = None
+    ) -> None:
         """Hand the batch to the sink, without the records a seek has made stale since.
 
         A batch the sink gives up (a rebalance came first) is never left marked as read:
@@ -717,7 +747,8 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
         pending.clear()
         ends = None
         if last and seeks() == epoch:
-            ends = {m.tp: position(m.tp) for m in batch}
+            # a position past records Faust's getmany dropped is not committed (`_dropped`)
+            ends = {m.tp: None if m.tp in (dropped or {}) else position(m.tp) for m in batch}
         if not batch or await deliver(batch, ends) is not False:
             return
         given_up: dict[Any, list[int]] = {}
@@ -747,7 +778,15 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
             if not self.should_stop:
                 epoch = -1
                 stale_ranges: dict[Any, list[int]] = {}
+                # smsmon: what aiokafka hands out in this fetch (see `_dropped`), and the
+                # greatest offset of each partition that reached this loop
+                handed_out: dict[Any, tuple[int, int]] | None = (
+                    {} if "getall" in _ORIGINAL else None
+                )
+                _FETCHES["round"] = handed_out
+                received: dict[Any, int] = {}
                 async for tp, message in ait:
+                    received[tp] = message.offset
                     if epoch < 0:  # smsmon: the records were fetched just now
                         epoch = seeks()
                     num_since_yield += 1
@@ -801,8 +840,19 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             message.key,
                             message.value,
                         )
+                _FETCHES["round"] = None
+                dropped = _dropped(handed_out, received) if epoch == seeks() else {}
                 if pending:
-                    await deliver_pending(epoch, last=True)
+                    await deliver_pending(epoch, last=True, dropped=dropped)
+                for dtp, (lo, hi) in dropped.items():
+                    _skipped("dropped_by_getmany", {dtp: [lo, hi, hi - lo + 1]})
+                    if dtp in self.assignment():
+                        try:
+                            await self.seek(dtp, lo)
+                        except Exception as exc:  # revoked meanwhile: its new owner reads it
+                            log.info(
+                                "seek of %s[%d] to %d failed: %r", dtp.topic, dtp.partition, lo, exc
+                            )
                 standby.flush()
                 if stale_ranges:
                     _skipped("stale_fetch", stale_ranges)

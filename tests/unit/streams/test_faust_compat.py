@@ -609,3 +609,15 @@ def test_a_given_up_batch_of_a_revoked_partition_is_not_sought(sink: Any) -> Non
     consumer = drain_events([list(range(0, 4))], sink)
     assert consumer.sought == []
     assert sink.batches == [[0, 1, 2, 3]]
+
+
+def test_records_getmany_never_yielded_are_found_as_dropped() -> None:
+    """aiokafka handed out offsets 10-19 of one partition and 5-6 of another, Faust's getmany
+    stopped after offset 14 (its flow stopped) and never reached the other: both tails are
+    dropped (sought back, not committed); a partition fully received is not."""
+    a, b, c = TP("sms.events", 0), TP("sms.events", 1), TP("smsmon-rekey", 0)
+    handed = {a: (10, 19), b: (5, 6), c: (0, 3)}
+    received = {a: 14, c: 3}
+    assert faust_compat._dropped(handed, received) == {a: (15, 19), b: (5, 6)}
+    assert faust_compat._dropped(None, received) == {}
+    assert faust_compat._dropped({}, received) == {}
