@@ -193,6 +193,15 @@ class _Batch:
     wall_ms: int
     kinds: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     alerts: list[tuple[Alert, float]] = field(default_factory=list)
+    # (topic, partition) -> [first offset, last offset, count] of records skipped as repeats
+    repeats: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+
+    def repeat(self, m: Any) -> None:
+        r = self.repeats.get((m.topic, m.partition))
+        if r is None:
+            self.repeats[(m.topic, m.partition)] = [m.offset, m.offset, 1]
+        else:
+            r[0], r[1], r[2] = min(r[0], m.offset), max(r[1], m.offset), r[2] + 1
 
 
 class Pipeline:
@@ -312,6 +321,8 @@ class Pipeline:
         faust_compat.set_standby_counter(self.metrics.standby_direct_writes.inc)
         refetched = self.metrics.refetched
         faust_compat.set_skip_counter(lambda reason, n: refetched.labels(reason).inc(n))
+        gaps = self.metrics.skipped.labels("offset_gap")
+        faust_compat.set_gap_counter(gaps.inc)
         s = self.settings
         inputs = frozenset({s.topic_events, s.topic_consent, s.topic_complaints, s.rekey_topic})
         faust_compat.set_batch_sink(inputs, self.deliver, s.batch_max)
@@ -530,6 +541,7 @@ class Pipeline:
             ev.msisdn.encode(), ev.event_id, self.engine.config.dedup_ids, event
         ):
             self.metrics.duplicates.inc()
+            b.repeat(m)
             return
         out = self.engine.on_event(ev, self.state, b.now)
         b.kinds[(ev.kind, getattr(ev, "category", None) or "none")] += 1
@@ -580,6 +592,7 @@ class Pipeline:
             event,
         ):
             self.metrics.duplicates.inc()
+            b.repeat(m)
             return
         source = f"{'r' if rekeyed else 'c'}{m.partition}"
         recent = self.state.recent(complaint.msisdn).marketing()
@@ -624,6 +637,16 @@ class Pipeline:
 
     def _finish_batch(self, b: _Batch, late_before: int) -> None:
         """Write the batch's tables, send markers and stage-1 partials, count, publish."""
+        for (topic, partition), (lo, hi, n) in b.repeats.items():
+            log.info(
+                "repeated ids: %d records of %s[%d] offsets %d-%d skipped",
+                n,
+                topic,
+                partition,
+                lo,
+                hi,
+            )
+            self.metrics.skipped.labels("repeated_id").inc(n)
         self._flush_tables()
         self._send_markers(b.wall_ms)
         for q, partial in self.stage1.flush(b.wall_ms):

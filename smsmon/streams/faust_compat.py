@@ -191,6 +191,8 @@ class LoopHooks:
     #: "stale_fetch" (fetched before a seek moved the position back), "given_up" (the sink
     #: gave a batch up because a rebalance came first).
     on_skipped: Callable[[str, int], None] | None = None
+    #: Called with the number of offsets passed without a record (markers, compaction).
+    on_gap: Callable[[int], None] | None = None
     sink_topics: frozenset[str] = frozenset()
     deliver: BatchSink | None = None
     batch_max: int = 1000
@@ -533,6 +535,11 @@ def set_standby_counter(count: Callable[[int], None] | None) -> None:
     HOOKS.on_standby_applied = count
 
 
+def set_gap_counter(count: Callable[[int], None] | None) -> None:
+    """Count the offsets the loop passes without a record."""
+    HOOKS.on_gap = count
+
+
 def set_skip_counter(count: Callable[[str, int], None] | None) -> None:
     """Count the input records the loop leaves to be fetched again, by reason."""
     HOOKS.on_skipped = count
@@ -555,6 +562,25 @@ def _skipped(reason: str, ranges: dict[Any, list[int]]) -> None:
     hook = HOOKS.on_skipped
     if hook is not None and total:
         hook(reason, total)
+
+
+def _gap(tp: Any, lo: int, hi: int) -> None:
+    """Offsets the loop passes without a record: transaction markers (one offset between
+    two transactions of a producer, at debug) or compacted or missing records (at info)."""
+    n = hi - lo + 1
+    level = logging.DEBUG if n == 1 else logging.INFO
+    log.log(
+        level,
+        "offset gap: %d offsets of %s[%d] %d-%d had no record",
+        n,
+        tp.topic,
+        tp.partition,
+        lo,
+        hi,
+    )
+    hook = HOOKS.on_gap
+    if hook is not None:
+        hook(n)
 
 
 def _dropped(
@@ -808,6 +834,7 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             acks_enabled = acks_enabled_for(message.topic)
                             if acks_enabled:
                                 await self._add_gap(tp, r_offset + 1, offset)
+                            _gap(tp, r_offset + 1, offset - 1)  # smsmon: counted, logged
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()

@@ -130,7 +130,16 @@ class Metrics:
             "smsmon_input_refetched_total",
             "Input records the consumer loop left unprocessed to fetch them again: "
             "reason=stale_fetch (fetched before a seek moved the position back), "
-            "given_up (a batch given up because a rebalance came first).",
+            "given_up (a batch given up because a rebalance came first), "
+            "dropped_by_getmany (handed out by aiokafka, never yielded by Faust's getmany).",
+            ["reason"],
+            registry=registry,
+        )
+        self.skipped = Counter(
+            "smsmon_input_skipped_total",
+            "Input offsets passed without processing a record: reason=repeated_id (an event "
+            "or complaint id in its subscriber's recent-id window), offset_gap (no record at "
+            "the offset: transaction markers, compaction).",
             ["reason"],
             registry=registry,
         )
