@@ -868,7 +868,14 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover
                             message.value,
                         )
                 _FETCHES["round"] = None
-                dropped = _dropped(handed_out, received) if epoch == seeks() else {}
+                # Also when nothing of the fetch was yielded (Faust filtered all of it): the
+                # test is aiokafka's position, not the seek counter (a seek to the committed
+                # offset after the hand-out already moved the position back before them).
+                dropped = {
+                    dtp: r
+                    for dtp, r in _dropped(handed_out, received).items()
+                    if (at := position(dtp)) is not None and at > r[0]
+                }
                 if pending:
                     await deliver_pending(epoch, last=True, dropped=dropped)
                 for dtp, (lo, hi) in dropped.items():
