@@ -126,13 +126,6 @@ class Offsets:
 
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        # reads past the transaction markers at the end of a partition the worker writes
-        self.reader = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
         self.group = group
         self.tps = [
             TopicPartition(t, p)
@@ -148,22 +141,8 @@ class Offsets:
         for tp in self.tps:
             c = committed.get(tp)
             done = c.offset if c is not None and c.offset >= 0 else 0
-            total += self._left(tp, done, ends.get(tp, 0))
+            total += max(0, ends.get(tp, 0) - done)
         return total
-
-    def _left(self, tp: Any, done: int, end: int) -> int:
-        """Records of `tp` after the committed offset `done`: 0 when only transaction markers
-        are left (the worker writes the re-keying topic in transactions, and a commit marker
-        that came in a fetch of its own leaves the committed offset below the end)."""
-        left = max(0, end - done)
-        if not 0 < left <= 3:
-            return left
-        self.reader.assign([tp])
-        self.reader.seek(tp, done)
-        records = self.reader.poll(timeout_ms=300, max_records=1)
-        if not records.get(tp) and self.reader.position(tp) >= end:
-            return 0
-        return left
 
     def uncommitted(self, topics: list[str] | None = None) -> dict[str, int]:
         """`topic[partition]` -> records not committed, for every partition that has some."""
@@ -182,9 +161,8 @@ class Offsets:
         for tp in tps:
             c = committed.get(tp)
             done = c.offset if c is not None and c.offset >= 0 else 0
-            left = self._left(tp, done, ends.get(tp, 0))
-            if left:
-                out[f"{tp.topic}[{tp.partition}]"] = left
+            if ends.get(tp, 0) > done:
+                out[f"{tp.topic}[{tp.partition}]"] = ends[tp] - done
         return out
 
     def _committed(self) -> dict[Any, Any]:
@@ -197,8 +175,6 @@ class Offsets:
             self.admin.close()
         with contextlib.suppress(Exception):
             self.consumer.close()
-        with contextlib.suppress(Exception):
-            self.reader.close()
 
 
 class AlertCollector(threading.Thread):
