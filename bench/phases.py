@@ -131,6 +131,7 @@ def measure(
     t_alerts: float | None = None
     stalled = False
     behind, last_behind, t_progress = -1, -1, t_start
+    t_shown = t_start
     deadline = t_start + timeout_s
     try:
         while time.monotonic() < deadline:
@@ -153,6 +154,9 @@ def measure(
                     t_commit = time.monotonic()
                 elif behind != last_behind:
                     last_behind, t_progress = behind, now
+                if behind and now - t_shown > 15.0:
+                    t_shown = now
+                    log(f"waiting for commits: {behind} behind {offsets.uncommitted()}")
                 elif now - max(t_progress, collector.last_new) > stall_s:
                     stalled = True  # committed offsets stopped moving: report, don't hang
                     break

@@ -437,11 +437,24 @@ class Pipeline:
         that the last windows before a quiet spell close (docs/traffic.md, "Watermarks").
 
         Under the same lock as a batch's output, so a marker is never sent before the
-        re-keyed records of the batch it covers."""
+        re-keyed records of the batch it covers.
+
+        First, under the transactional protocol: input partitions whose only records left
+        are transaction markers get their offsets committed past them
+        (`Transactions.commit_tail`), so the committed offsets reach the end when traffic
+        stops."""
         if not self.loader.ready.is_set():
             return
         try:
             async with self._out_lock:
+                if self.txn is not None:
+                    consumer = self.w.app.consumer
+                    tail = await self.txn.commit_tail(
+                        lambda done: faust_compat.markers_only_tail(consumer, done)
+                    )
+                    for key, end in tail.items():
+                        if key in self._positions:
+                            self._positions[key] = max(self._positions[key], end)
                 wall_ms = int(time.time() * 1000)
                 self._send_markers(wall_ms)
                 for q, partial in self.stage1.heartbeat(wall_ms):
@@ -820,6 +833,8 @@ class Pipeline:
             except Exception:  # not fetched yet
                 continue
             done = self._positions.get((tp.topic, tp.partition))
+            if done is None and self.txn is not None:
+                done = self.txn.offsets.get((tp.topic, tp.partition))
             if done is None:
                 committed = faust_compat.committed_offset(consumer, tp)
                 done = committed if committed is not None else high

@@ -85,7 +85,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -452,6 +452,47 @@ def _getall(self: Any, max_records: int | None = None) -> Any:
         return records
     finally:
         _FETCHES["active"] -= 1
+
+
+def markers_only_tail(
+    consumer: Any, committed: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int]:
+    """The assigned partitions of the transactions' input topics (`use_transactions`) whose
+    fetch position moved past their committed offset over transaction markers (or aborted
+    records) alone, with that position: committing it lets the committed offset reach the
+    end. `committed`: the offsets this worker committed; the offsets Faust read from the
+    group at the last assignment count too (the greater of both).
+
+    A partition written by transactions ends in a commit marker, which is never delivered,
+    so a batch can commit only up to its last record plus whatever markers aiokafka skipped
+    in the same fetch; a marker fetched on its own (the usual case for the stage-1 counts
+    topic, and for any topic once it goes quiet) left the committed offset one short of the
+    end forever, and with it every lag reader outside smsmon.
+
+    Safe because aiokafka moves the position only when it hands records out, when it skips
+    control or aborted records, or on a seek (to a committed offset, or back to records
+    handed out before); a record handed out at or past the committed offset
+    (`_FETCHES["last"]`, which every batch not yet committed has) rules the partition out.
+    Read in the same order as `_remaining`: position, hand-out under way, last handed out.
+    The caller holds the transactions' lock, so no batch commits between this check and
+    the commit of its result."""
+    position = fetch_position(consumer)
+    own = HOOKS.txn_topics
+    out: dict[tuple[str, int], int] = {}
+    for tp in consumer.assignment():
+        if tp.topic not in own:
+            continue
+        key = (tp.topic, tp.partition)
+        done = max(committed.get(key, -1), committed_offset(consumer, tp) or -1)
+        if done < 0:
+            continue
+        at = position(tp)
+        if at is None or at <= done or _FETCHES["active"]:
+            continue
+        handed = _FETCHES["last"].get(tp)
+        if handed is None or handed < done:
+            out[key] = at
+    return out
 
 
 def set_fetch_max_wait(ms: int) -> None:

@@ -59,6 +59,8 @@ class Transactions:
         # called with each commit's duration in seconds (a histogram)
         self.observe = observe
         self.committed = 0
+        #: the offset this worker last committed per input (topic, partition)
+        self.offsets: dict[tuple[str, int], int] = {}
 
     async def producer(self) -> Any:
         """The started producer; the first call starts it (which aborts a transaction the
@@ -92,35 +94,56 @@ class Transactions:
         Raises on any failure; the caller must then stop the process without applying or
         acknowledging anything (the transaction is aborted by the restarted producer)."""
         producer = await self.producer()
+        async with self.lock:
+            return await self._commit(producer, records, offsets)
+
+    async def commit_tail(
+        self,
+        tail: Callable[[Mapping[tuple[str, int], int]], dict[tuple[str, int], int]],
+    ) -> dict[tuple[str, int], int]:
+        """Commit, in a transaction of offsets alone, the positions `tail` finds past this
+        worker's committed offsets over transaction markers only
+        (`faust_compat.markers_only_tail`); checked under the lock, so no batch commits in
+        between. Returns what it committed."""
+        producer = await self.producer()
+        async with self.lock:
+            offsets = tail(self.offsets)
+            if offsets:
+                await self._commit(producer, {}, offsets)
+        return offsets
+
+    async def _commit(
+        self, producer: Any, records: Records, offsets: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
         t0 = time.monotonic()
         last: dict[tuple[str, int], int] = {}
-        async with self.lock:
-            await producer.begin_transaction()
-            futures: list[tuple[tuple[str, int], Any, int]] = []
-            now = int(time.time() * 1000)
-            for (topic, partition), recs in records.items():
-                batch = producer.create_batch()
-                count = 0
-                for key, value, headers in recs:
-                    if batch.append(key=key, value=value, timestamp=now, headers=headers) is None:
-                        fut = await producer.send_batch(batch, topic, partition=partition)
-                        futures.append(((topic, partition), fut, count))
-                        batch, count = producer.create_batch(), 0
-                        batch.append(key=key, value=value, timestamp=now, headers=headers)
-                    count += 1
-                if count:
+        await producer.begin_transaction()
+        futures: list[tuple[tuple[str, int], Any, int]] = []
+        now = int(time.time() * 1000)
+        for (topic, partition), recs in records.items():
+            batch = producer.create_batch()
+            count = 0
+            for key, value, headers in recs:
+                if batch.append(key=key, value=value, timestamp=now, headers=headers) is None:
                     fut = await producer.send_batch(batch, topic, partition=partition)
                     futures.append(((topic, partition), fut, count))
-            if offsets:
-                await producer.send_offsets_to_transaction(
-                    faust_compat.offsets_for_transaction(offsets), self.group_id
-                )
-            for tp, fut, count in futures:
-                meta = await fut
-                end = meta.offset + count - 1
-                if end > last.get(tp, -1):
-                    last[tp] = end
-            await producer.commit_transaction()
+                    batch, count = producer.create_batch(), 0
+                    batch.append(key=key, value=value, timestamp=now, headers=headers)
+                count += 1
+            if count:
+                fut = await producer.send_batch(batch, topic, partition=partition)
+                futures.append(((topic, partition), fut, count))
+        if offsets:
+            await producer.send_offsets_to_transaction(
+                faust_compat.offsets_for_transaction(offsets), self.group_id
+            )
+        for tp, fut, count in futures:
+            meta = await fut
+            end = meta.offset + count - 1
+            if end > last.get(tp, -1):
+                last[tp] = end
+        await producer.commit_transaction()
+        self.offsets.update(offsets)
         self.committed += 1
         if self.observe is not None:
             self.observe(time.monotonic() - t0)

@@ -158,7 +158,14 @@ def events_seen(workers: list[Worker]) -> float:
 
 
 def input_topics(env: Env) -> list[str]:
-    return [env.topic("sms.events"), env.topic("sms.ref.consent"), f"{env.prefix}-rekey"]
+    """Every topic the smsmon group consumes and commits (stage 2 reads `<app>-counts`)."""
+    return [
+        env.topic("sms.events"),
+        env.topic("sms.ref.consent"),
+        env.topic("sms.complaints"),
+        f"{env.prefix}-rekey",
+        f"{env.prefix}-counts",
+    ]
 
 
 def backlog(env: Env) -> int:
@@ -375,15 +382,8 @@ def bad(**changes: Any) -> bytes:
 
 
 def storm_input_topics(env: Env) -> list[str]:
-    """Every topic the smsmon group consumes: the gateway inputs and both internal topics
-    (stage 2 reads `<app>-counts`, so aggregate alerts are out only once it is committed)."""
-    return [
-        env.topic("sms.events"),
-        env.topic("sms.ref.consent"),
-        env.topic("sms.complaints"),
-        f"{env.prefix}-rekey",
-        f"{env.prefix}-counts",
-    ]
+    """Every topic the smsmon group consumes (`input_topics`)."""
+    return input_topics(env)
 
 
 def group_positions(env: Env, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:

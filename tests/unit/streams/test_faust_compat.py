@@ -621,3 +621,63 @@ def test_records_getmany_never_yielded_are_found_as_dropped() -> None:
     assert faust_compat._dropped(handed, received) == {a: (15, 19), b: (5, 6)}
     assert faust_compat._dropped(None, received) == {}
     assert faust_compat._dropped({}, received) == {}
+
+
+class TailConsumer:
+    """A consumer's assignment, aiokafka positions and Faust's committed offsets."""
+
+    def __init__(self, positions: dict[Any, int], committed: dict[Any, int]) -> None:
+        self.positions = positions
+        self._committed_offset = committed
+        states = {tp: SimpleNamespace(_position=at) for tp, at in positions.items()}
+        assignment = SimpleNamespace(state_value=states.get)
+        self._thread = SimpleNamespace(
+            _consumer=SimpleNamespace(
+                _subscription=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+            )
+        )
+
+    def assignment(self) -> set[Any]:
+        return set(self.positions)
+
+
+@pytest.fixture()
+def txn_topics(monkeypatch: pytest.MonkeyPatch) -> dict[Any, int]:
+    monkeypatch.setattr(faust_compat.HOOKS, "txn_topics", frozenset({"counts", "rekey"}))
+    last: dict[Any, int] = {}
+    monkeypatch.setitem(faust_compat._FETCHES, "last", last)
+    monkeypatch.setitem(faust_compat._FETCHES, "active", 0)
+    return last
+
+
+def test_a_position_past_the_committed_offset_over_markers_alone_is_committed(
+    txn_topics: dict[Any, int],
+) -> None:
+    """Partition 0 ends in a marker fetched on its own (last record 41 committed as 42,
+    position 43): 43 is committed. Partition 1's record 50 is handed out and not committed
+    yet; partition 2 is where it was committed; partition 3 is not a transactions' input;
+    partition 4 was never committed by this worker, but Faust read its committed offset at
+    the assignment; partition 5 has neither."""
+    c0, c1, c2, c4, c5 = (TP("counts", p) for p in (0, 1, 2, 4, 5))
+    other = TP("sms.ref.ports", 3)
+    txn_topics.update({c0: 41, c1: 50, c2: 9, c4: 6})
+    consumer = TailConsumer(
+        {c0: 43, c1: 51, c2: 10, c4: 8, c5: 3, other: 99}, committed={c4: 7, other: 12}
+    )
+    mine = {("counts", 0): 42, ("counts", 1): 50, ("counts", 2): 10}
+    assert faust_compat.markers_only_tail(consumer, mine) == {("counts", 0): 43, ("counts", 4): 8}
+
+
+def test_nothing_is_committed_while_a_hand_out_is_under_way(txn_topics: dict[Any, int]) -> None:
+    c0 = TP("counts", 0)
+    txn_topics[c0] = 41
+    consumer = TailConsumer({c0: 43}, committed={})
+    faust_compat._FETCHES["active"] = 1
+    assert faust_compat.markers_only_tail(consumer, {("counts", 0): 42}) == {}
+    faust_compat._FETCHES["active"] = 0
+    assert faust_compat.markers_only_tail(consumer, {("counts", 0): 42}) == {("counts", 0): 43}
+
+
+def test_a_partition_assigned_elsewhere_is_left_to_its_owner(txn_topics: dict[Any, int]) -> None:
+    consumer = TailConsumer({TP("counts", 1): 43}, committed={})
+    assert faust_compat.markers_only_tail(consumer, {("counts", 0): 42}) == {}
