@@ -349,6 +349,10 @@ def one_worker_phases(
     try:
         log(f"(2) producing {len(records):,} records as fast as possible into one worker")
         batches0 = (w.sample("smsmon_batch_events_count"), w.sample("smsmon_batch_events_sum"))
+        txn0 = (
+            w.sample("smsmon_transaction_seconds_count"),
+            w.sample("smsmon_transaction_seconds_sum"),
+        )
         r = measure(
             [w],
             broker,
@@ -384,6 +388,9 @@ def one_worker_phases(
         nb = w.sample("smsmon_batch_events_count") - batches0[0]
         diag["batches"] = nb
         diag["mean_batch"] = (w.sample("smsmon_batch_events_sum") - batches0[1]) / max(1.0, nb)
+        # under the transactional protocol: transactions committed and the time spent in them
+        diag["transactions"] = w.sample("smsmon_transaction_seconds_count") - txn0[0]
+        diag["transaction_s"] = w.sample("smsmon_transaction_seconds_sum") - txn0[1]
         res["one_worker"] = {
             "rate": r.rate,
             "seconds": r.seconds,

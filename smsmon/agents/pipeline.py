@@ -250,6 +250,8 @@ class Pipeline:
         self.consent_count = 0
         self._consent_delta = 0
         self._positions: dict[tuple[str, int], int] = {}
+        # input positions at the last tick, for the trailing-marker commits (`tick`)
+        self._tail_seen: dict[tuple[str, int], int] = {}
         self._counted_for: tuple[frozenset[Any], bool] | None = None
         self._source = {
             settings.topic_events: "events",
@@ -439,8 +441,8 @@ class Pipeline:
         Under the same lock as a batch's output, so a marker is never sent before the
         re-keyed records of the batch it covers.
 
-        First, under the transactional protocol: input partitions whose only records left
-        are transaction markers get their offsets committed past them
+        First, under the transactional protocol: input partitions that stayed quiet since the
+        last tick with only transaction markers left get their offsets committed past them
         (`Transactions.commit_tail`), so the committed offsets reach the end when traffic
         stops."""
         if not self.loader.ready.is_set():
@@ -449,8 +451,9 @@ class Pipeline:
             async with self._out_lock:
                 if self.txn is not None:
                     consumer = self.w.app.consumer
+                    seen = self._tail_seen
                     tail = await self.txn.commit_tail(
-                        lambda done: faust_compat.markers_only_tail(consumer, done)
+                        lambda done: faust_compat.markers_only_tail(consumer, done, seen)
                     )
                     for key, end in tail.items():
                         if key in self._positions:

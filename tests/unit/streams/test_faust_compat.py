@@ -681,3 +681,20 @@ def test_nothing_is_committed_while_a_hand_out_is_under_way(txn_topics: dict[Any
 def test_a_partition_assigned_elsewhere_is_left_to_its_owner(txn_topics: dict[Any, int]) -> None:
     consumer = TailConsumer({TP("counts", 1): 43}, committed={})
     assert faust_compat.markers_only_tail(consumer, {("counts", 0): 42}) == {}
+
+
+def test_a_partition_is_committed_past_its_markers_only_once_it_is_quiet(
+    txn_topics: dict[Any, int],
+) -> None:
+    """With `seen`, the first call only notes the position; a position that moved since
+    waits another call (the next batch commits past the marker anyway)."""
+    c0 = TP("counts", 0)
+    txn_topics[c0] = 41
+    consumer = TailConsumer({c0: 43}, committed={})
+    seen: dict[tuple[str, int], int] = {("counts", 9): 5}  # no longer assigned: forgotten
+    mine = {("counts", 0): 42}
+    assert faust_compat.markers_only_tail(consumer, mine, seen) == {}
+    assert seen == {("counts", 0): 43}
+    consumer = TailConsumer({c0: 44}, committed={})
+    assert faust_compat.markers_only_tail(consumer, mine, seen) == {}
+    assert faust_compat.markers_only_tail(consumer, mine, seen) == {("counts", 0): 44}
