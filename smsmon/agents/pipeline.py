@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from smsmon.agents.aggregation import Aggregation
 from smsmon.agents.emit import fail_fast, publish_alert, send_failed
@@ -44,8 +44,8 @@ from smsmon.streams import faust_compat
 from smsmon.streams.app import CHECK_AGENT, ORIGIN_HEADER, VALIDATE_AGENT, Wiring, bind_event
 from smsmon.streams.loader import ReferenceLoader
 from smsmon.streams.metrics import Metrics
-from smsmon.streams.output import BatchOutput
-from smsmon.streams.tables import TableWriter
+from smsmon.streams.output import BatchOutput, Pending
+from smsmon.streams.tables import Sealed, TableWriter
 from smsmon.streams.transactions import Transactions
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,8 @@ class Pipeline:
         self.consent_count = 0
         self._consent_delta = 0
         self._positions: dict[tuple[str, int], int] = {}
+        # the batch transaction in flight (`_deliver_pipelined`)
+        self._in_flight: asyncio.Future[None] | None = None
         # input positions at the last tick, for the trailing-marker commits (`tick`)
         self._tail_seen: dict[tuple[str, int], int] = {}
         self._counted_for: tuple[frozenset[Any], bool] | None = None
@@ -400,6 +402,8 @@ class Pipeline:
             if not self.loader.ready.is_set() or consumer.suspend_flow.is_set():
                 return False
         faust_compat.mark_unacked(consumer, messages)
+        if self.txn is not None:
+            return await self._deliver_pipelined(messages, ends)
         try:
             async with self._out_lock:
                 batch = [Delivery(m) for m in messages]
@@ -412,6 +416,69 @@ class Pipeline:
             ack(m)
         return True
 
+    async def _deliver_pipelined(
+        self, messages: list[Any], ends: dict[Any, int | None] | None
+    ) -> bool:
+        """The transactional protocol with the next batch processed while this one's
+        transaction commits (docs/reliability.md, "Commits in flight").
+
+        The batch is processed, then its output, changelog records and table writes are set
+        aside (`BatchOutput.take`, `TableWriter.seal`: reads see the writes until RocksDB
+        has them) and its transaction is started after the previous batch's, which is
+        awaited before this returns: at most one transaction is in flight while the
+        consumer loop fetches and processes the next batch. Its records stay unacknowledged
+        until it committed. Any failure stops the process (`fail_fast`)."""
+        try:
+            async with self._out_lock:
+                batch = [Delivery(m) for m in messages]
+                self.process_batch(batch)
+                previous = self._in_flight
+                job = self._in_flight = asyncio.ensure_future(
+                    self._commit_after(previous, self._seal(batch, ends), messages)
+                )
+                job.add_done_callback(_stop_on_failure)
+            if previous is not None:
+                await previous
+        except Exception:
+            fail_fast("check_events batch")
+        return True
+
+    def _seal(self, batch: list[Any], ends: dict[Any, int | None] | None) -> _SealedBatch:
+        """A processed batch's transaction contents, taken out of the shared queues."""
+        offsets = self._offsets(batch, ends)
+        delta, self._consent_delta = self._consent_delta, 0
+        return _SealedBatch(self.out.take(), self.tables.seal(), offsets, delta)
+
+    async def _commit_after(
+        self, previous: asyncio.Future[None] | None, sealed: _SealedBatch, messages: list[Any]
+    ) -> None:
+        if previous is not None:
+            await previous
+        last = await self.out.commit(sealed.offsets, sealed.output)
+        self.tables.apply(last, sealed.tables)
+        self.consent_count += sealed.consent_delta
+        if messages:
+            ack = self.w.app.consumer.ack
+            for m in messages:
+                ack(m)
+
+    async def _settle(self) -> None:
+        """Wait for the batch transaction in flight, if any (before any other commit of
+        this pipeline's queue, which must come after it)."""
+        job = self._in_flight
+        if job is not None:
+            await job
+
+    def _offsets(
+        self, batch: list[Any], ends: dict[Any, int | None] | None
+    ) -> dict[tuple[str, int], int]:
+        offsets = input_offsets(batch)
+        for tp, end in (ends or {}).items():
+            key = (tp.topic, tp.partition)
+            if end is not None and key in offsets and end > offsets[key]:
+                offsets[key] = self._positions[key] = end
+        return offsets
+
     async def _commit(self, batch: list[Any], ends: dict[Any, int | None] | None = None) -> None:
         """The batch's output, changelog and input offsets: one transaction, then its table
         writes go to RocksDB (the transactional protocol); or a flush (at least once).
@@ -423,11 +490,8 @@ class Pipeline:
         if self.txn is None:
             await self.out.flush()
             return
-        offsets = input_offsets(batch)
-        for tp, end in (ends or {}).items():
-            key = (tp.topic, tp.partition)
-            if end is not None and key in offsets and end > offsets[key]:
-                offsets[key] = self._positions[key] = end
+        await self._settle()
+        offsets = self._offsets(batch, ends)
         last = await self.out.commit(offsets)
         self.tables.apply(last)
         self.consent_count += self._consent_delta
@@ -449,6 +513,7 @@ class Pipeline:
             return
         try:
             async with self._out_lock:
+                await self._settle()
                 if self.txn is not None:
                     consumer = self.w.app.consumer
                     seen = self._tail_seen
@@ -477,6 +542,8 @@ class Pipeline:
                     apply_reference(scratch, self.settings, m.topic, m.key, m.value, self.context())
                 except DecodeError as exc:
                     self._dead_letter(m, exc.reason, exc.error)
+                if len(self.out):
+                    await self._settle()
                 await self.out.flush()
             yield None
 
@@ -852,6 +919,28 @@ class Pipeline:
                 self._positions.pop(key, None)
                 with contextlib.suppress(KeyError):
                     gauge.remove(key[0], str(key[1]))
+
+
+class _SealedBatch(NamedTuple):
+    """What one batch's transaction commits, and what follows its commit."""
+
+    output: Pending
+    tables: Sealed
+    offsets: dict[tuple[str, int], int]
+    consent_delta: int
+
+
+def _stop_on_failure(job: asyncio.Future[None]) -> None:
+    """A batch transaction that failed stops the process (nothing of it was applied or
+    acknowledged; the restarted worker processes the batch again)."""
+    if job.cancelled():
+        return
+    exc = job.exception()
+    if exc is not None:
+        try:
+            raise exc
+        except Exception:
+            fail_fast("check_events batch commit")
 
 
 def input_offsets(batch: Iterable[Any]) -> dict[tuple[str, int], int]:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from smsmon.streams.transactions import Transactions
 
 Ack = Callable[[], None]
+#: Queued records: (topic, partition or None) -> (key, value, headers, on_ack) each.
+Pending = dict[tuple[str, int | None], list[tuple[Any, ...]]]
 
 
 class BatchOutput:
@@ -42,7 +44,7 @@ class BatchOutput:
         # topic -> called with (partition, offset of the last record) once a batch of that
         # topic is acknowledged (table changelogs: the store's persisted offset)
         self.on_sent: dict[str, Callable[[int, int], None]] = {}
-        self._pending: dict[tuple[str, int | None], list[tuple[Any, ...]]] = {}
+        self._pending: Pending = {}
         self._partitions: dict[str, int] = {}
         self.sent = 0
 
@@ -68,7 +70,14 @@ class BatchOutput:
             n = self._partitions[topic] = len(await producer.partitions_for(topic))
         return n
 
-    async def commit(self, offsets: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    def take(self) -> Pending:
+        """Everything queued, removed from the queue (for `commit(offsets, pending)`)."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    async def commit(
+        self, offsets: Mapping[tuple[str, int], int], pending: Pending | None = None
+    ) -> dict[tuple[str, int], int]:
         """In one transaction: send everything queued and commit `offsets` (the next offset
         to read per input (topic, partition)); return the last offset written per
         (topic, partition). Without a transactional producer: `flush`, and return {}.
@@ -79,9 +88,11 @@ class BatchOutput:
         if txn is None:
             await self.flush()
             return {}
-        if not self._pending and not offsets:
+        if pending is None:
+            pending = self.take()
+        if not pending and not offsets:
             return {}
-        by_tp = await self._by_partition(await txn.producer())
+        by_tp = await self._by_partition(await txn.producer(), pending)
         records = {tp: [(r[0], r[1], r[2] or []) for r in recs] for tp, recs in by_tp.items()}
         last = await txn.commit(records, offsets)
         for recs in by_tp.values():
@@ -91,9 +102,13 @@ class BatchOutput:
             self.sent += len(recs)
         return last
 
-    async def _by_partition(self, producer: Any) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+    async def _by_partition(
+        self, producer: Any, pending: Pending | None = None
+    ) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+        if pending is None:
+            pending = self.take()
         by_tp: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-        for (topic, partition), records in self._pending.items():
+        for (topic, partition), records in pending.items():
             if partition is not None:
                 by_tp.setdefault((topic, partition), []).extend(records)
                 continue
@@ -102,7 +117,6 @@ class BatchOutput:
                 key = rec[0]
                 p = (murmur2(key) & 0x7FFFFFFF) % n if key is not None else 0
                 by_tp.setdefault((topic, p), []).append(rec)
-        self._pending.clear()
         return by_tp
 
     async def flush(self) -> None:

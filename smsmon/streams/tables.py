@@ -38,6 +38,20 @@ from smsmon.streams.output import BatchOutput
 _UNSET = object()
 
 
+class Sealed:
+    """One batch's deferred table writes, set aside while its transaction commits."""
+
+    __slots__ = ("batches", "values")
+
+    def __init__(
+        self,
+        batches: dict[tuple[str, int], tuple[Any, Any]],
+        values: dict[tuple[str, int], dict[bytes, bytes | None]],
+    ) -> None:
+        self.batches = batches
+        self.values = values
+
+
 class TableWriter:
     """Writes table values for the records of one agent's batches."""
 
@@ -48,6 +62,11 @@ class TableWriter:
         self._direct: dict[str, tuple[Any, str] | None] = {}
         # (table, partition) -> (RocksDB, write batch) of the writes not yet committed
         self._batches: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # deferred: (table, partition) -> key -> value (None: deleted) of those writes, and
+        # the batches sealed for a transaction still committing (`seal`), oldest first; a
+        # read sees them before RocksDB, which holds only committed state
+        self._values: dict[tuple[str, int], dict[bytes, bytes | None]] = {}
+        self._inflight: list[Sealed] = []
 
     def write(self, table: Any, key: bytes, value: bytes | None, writer: Any) -> None:
         """Set (or delete, for None) `key` in the partition of the Faust event `writer`."""
@@ -70,6 +89,8 @@ class TableWriter:
             wb = WriteBatch(raw_mode=True) if store.use_rocksdict else db
             pending = self._batches[(table.name, partition)] = (db, wb)
         wb = pending[1]
+        if self.deferred:
+            self._values.setdefault((table.name, partition), {})[key] = value
         if value is None:
             wb.delete(key)  # a missing key is a no-op in RocksDB
             rocks_index_drop(store, key)
@@ -92,22 +113,40 @@ class TableWriter:
                 db.write(wb)
         self._batches.clear()
 
-    def apply(self, last: dict[tuple[str, int], int]) -> None:
+    def seal(self) -> Sealed:
+        """Deferred: set the batch's writes aside for its transaction (`apply(last, sealed)`
+        once it committed) so the next batch can be processed meanwhile; reads see them
+        until they are applied."""
+        sealed = Sealed(self._batches, self._values)
+        self._batches, self._values = {}, {}
+        self._inflight.append(sealed)
+        return sealed
+
+    def apply(self, last: dict[tuple[str, int], int], sealed: Sealed | None = None) -> None:
         """After the batch's transaction committed: write each partition's write batch with
         that partition's changelog offset (`last`: the offset of the last record sent per
-        changelog (topic, partition)), then forget them."""
-        for (name, partition), (db, wb) in self._batches.items():
+        changelog (topic, partition)), then forget them. `sealed`: a batch set aside by
+        `seal` (transactions commit in order, so the oldest); else the current one."""
+        batches = self._batches if sealed is None else sealed.batches
+        for (name, partition), (db, wb) in batches.items():
             store, changelog = self._direct[name]  # type: ignore[misc]
             offset = last.get((changelog, partition))
             if offset is not None:
                 wb.put(rocks_offset_key(store), str(offset).encode())
             if wb is not db:
                 db.write(wb)
-        self._batches.clear()
+        # in the same step as the RocksDB writes (no await in between): no read misses them
+        if sealed is None:
+            self._batches.clear()
+            self._values.clear()
+        else:
+            self._inflight.remove(sealed)
 
     def discard(self) -> None:
-        """Forget the batch's writes (its transaction did not commit)."""
+        """Forget the batches' writes (their transactions did not commit)."""
         self._batches.clear()
+        self._values.clear()
+        self._inflight.clear()
 
     def read(self, table: Any, key: bytes, reader: Any) -> bytes | None:
         """The value of `key` in the partition of the Faust event `reader`.
@@ -119,7 +158,14 @@ class TableWriter:
             bind_event(reader)
             value: bytes | None = table.get(key)
             return value
-        value = rocks_partition_db(direct[0], reader.message.partition).get(key)
+        partition = reader.message.partition
+        if self._inflight or self._values:
+            where = (table.name, partition)
+            for values in (self._values, *(s.values for s in reversed(self._inflight))):
+                written = values.get(where)
+                if written is not None and key in written:
+                    return written[key]
+        value = rocks_partition_db(direct[0], partition).get(key)
         return value
 
     def direct_store(self, table: Any) -> tuple[Any, str] | None:

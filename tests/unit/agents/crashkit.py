@@ -168,6 +168,8 @@ class Broken:
     offsets: str = "txn"
     recover: bool = True
     read_uncommitted: bool = False  # the recovery also applies aborted changelog records
+    # table reads go to RocksDB only, blind to the writes of a transaction still committing
+    blind_reads: bool = False
 
 
 # -- the producer -----------------------------------------------------------------------
@@ -390,6 +392,11 @@ class Worker:
         assert self.pipeline.txn is not None
         self.producer = FakeProducer(broker, crasher, broken)
         self.pipeline.txn._producer = self.producer
+        if broken.blind_reads:
+            writer = self.pipeline.tables
+            writer.read = lambda table, key, reader: (  # type: ignore[method-assign]
+                writer.direct_store(table)[0]._db_for_partition(reader.message.partition).get(key)
+            )
         if broken.early_state:
             self.pipeline.tables.deferred = False
         ctx = DecodeContext(tz=s.tz)
@@ -458,6 +465,31 @@ class Worker:
         self.crasher.hit("processed")
         await self.pipeline._commit(batch, dict(ends))
         self.crasher.hit("applied")
+
+    async def step_pipelined(self, batch: list[Any], ends: dict[Any, int]) -> None:
+        """One batch as `Pipeline._deliver_pipelined` runs it: processed while the previous
+        batch's transaction is still to commit, its own transaction started after that one,
+        which is awaited before the next batch is fetched."""
+        p = self.pipeline
+        p.process_batch(batch)
+        self.crasher.hit("processed")
+        previous = p._in_flight
+        sealed = p._seal(batch, dict(ends))
+        p._in_flight = asyncio.ensure_future(self._commit_job(previous, sealed))
+        if previous is not None:
+            await previous
+
+    async def _commit_job(self, previous: Any, sealed: Any) -> None:
+        await self.pipeline._commit_after(previous, sealed, [])
+        self.crasher.hit("applied")
+
+    async def die(self) -> None:
+        """SIGKILL: a transaction job still in flight runs no further."""
+        job = self.pipeline._in_flight
+        if job is not None:
+            job.cancel()
+            with contextlib.suppress(BaseException):
+                await job
 
     def close(self) -> None:
         for store in self.stores.values():
@@ -535,6 +567,7 @@ async def _run(
     plans: list[Plan],
     broken: Broken,
     max_batches: int,
+    pipelined: bool,
 ) -> Outcome:
     broker = Broker()
     load_inputs(broker, inputs)
@@ -544,15 +577,22 @@ async def _run(
     recovered = aborted = 0
     while True:
         batch, ends = worker.next_batch(sizes[n % len(sizes)])
-        if not batch:
+        if not batch and (not pipelined or worker.pipeline._in_flight is None):
             break
         assert n < max_batches, "the run does not end"
         crasher.start(n)
         n += 1
         try:
-            await worker.step(batch, ends)
+            if not batch:  # the last transaction in flight
+                await worker.pipeline._settle()
+                worker.pipeline._in_flight = None
+            elif pipelined:
+                await worker.step_pipelined(batch, ends)
+            else:
+                await worker.step(batch, ends)
         except Crash:
             crasher.start(-1)
+            await worker.die()
             worker.close()
             aborted += broker.abort_open()
             worker = Worker(broker, root, crasher, reference, broken)
@@ -573,12 +613,16 @@ def run(
     plans: list[Plan] | None = None,
     broken: Broken = Broken(),
     max_batches: int = 10_000,
+    pipelined: bool = False,
 ) -> Outcome:
     """Process `inputs` to the end in batches of `sizes` (cycled), crashing where `plans`
-    say, in a fresh broker and fresh RocksDB directories under `root`."""
+    say, in a fresh broker and fresh RocksDB directories under `root`; `pipelined`: each
+    batch processed while the previous one's transaction is still to commit."""
     root.mkdir(parents=True, exist_ok=False)
     with frozen_clock():
-        return asyncio.run(_run(root, inputs, reference, sizes, plans or [], broken, max_batches))
+        return asyncio.run(
+            _run(root, inputs, reference, sizes, plans or [], broken, max_batches, pipelined)
+        )
 
 
 def outcome(

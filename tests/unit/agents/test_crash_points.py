@@ -107,6 +107,39 @@ def test_the_broken_protocols_are_harmless_without_a_crash(tmp_path: Path) -> No
         assert ck.same(ref, other) == [], name
 
 
+def test_a_batch_processed_while_the_previous_one_commits_sees_its_writes(
+    tmp_path: Path,
+) -> None:
+    """Batch by batch, each processed before the previous transaction committed: the same
+    answer as one after the other, also with a crash; reads blind to the writes still
+    committing (RocksDB only) lose the alert that needs batch 0's state."""
+    inp = revoke_then_send()
+    ref = ck.run(tmp_path / "ref", inp.all(), inp.reference, [1])
+    assert ("consent.revoked", "ev-00003") in ids(ref)
+    piped = ck.run(tmp_path / "piped", inp.all(), inp.reference, [1], pipelined=True)
+    assert ck.same(ref, piped) == []
+    for step in ("processed", "offsets", "commit-after", "applied"):
+        crashed = ck.run(
+            tmp_path / f"crash-{step}",
+            inp.all(),
+            inp.reference,
+            [1],
+            [Plan(step, batch=1)],
+            pipelined=True,
+        )
+        assert crashed.crashes == [1] or crashed.crashes == [2], (step, crashed.crashes)
+        assert ck.same(ref, crashed) == [], step
+    blind = ck.run(
+        tmp_path / "blind",
+        inp.all(),
+        inp.reference,
+        [1],
+        broken=Broken(blind_reads=True),
+        pipelined=True,
+    )
+    assert ck.same(ref, blind) != []
+
+
 def test_commit_after_crash_recovers_the_batch_from_the_changelog(tmp_path: Path) -> None:
     inp = revoke_then_send()
     crashed = ck.run(tmp_path / "c", inp.all(), inp.reference, [2, 1], [Plan("commit-after")])
@@ -189,6 +222,7 @@ def build(grants: set[tuple[int, int]], misplaced: set[int], ops: list[tuple[Any
     sizes=st.lists(st.integers(1, 8), min_size=1, max_size=4),
     other=st.lists(st.integers(1, 40), min_size=1, max_size=3),
     plans=st.lists(PLAN, min_size=2, max_size=4),
+    pipelined=st.booleans(),
 )
 def test_crashes_anywhere_publish_what_a_run_without_crash_publishes(
     grants: set[tuple[int, int]],
@@ -197,17 +231,23 @@ def test_crashes_anywhere_publish_what_a_run_without_crash_publishes(
     sizes: list[int],
     other: list[int],
     plans: list[Plan],
+    pipelined: bool,
 ) -> None:
+    """Also with each batch processed while the previous one's transaction commits (what
+    the worker does, `Pipeline._deliver_pipelined`): the reference run is sequential."""
     inp = build(grants, misplaced, ops)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ref = ck.run(root / "ref", inp.all(), inp.reference, sizes)
-        crashed = ck.run(root / "crash", inp.all(), inp.reference, sizes, plans)
-        rebatched = ck.run(root / "other", inp.all(), inp.reference, other)
+        crashed = ck.run(
+            root / "crash", inp.all(), inp.reference, sizes, plans, pipelined=pipelined
+        )
+        rebatched = ck.run(root / "other", inp.all(), inp.reference, other, pipelined=pipelined)
     fired = [p for p in plans if p.fired_at is not None]
     for p in fired:
         event(f"crash at {p.step}")
     event(f"{len(fired)} crash(es)")
+    event("pipelined" if pipelined else "sequential")
     if crashed.duplicates():
         event("duplicate alert ids")
     note(f"plans {plans}; batches {ref.batches}/{crashed.batches}")
