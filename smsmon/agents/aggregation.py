@@ -20,6 +20,7 @@ from smsmon.contract.models import Alert
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
 from smsmon.rules.reference import ReferenceBook
 from smsmon.rules.traffic import Partial, TrafficConfig, subject_partition
+from smsmon.streams import faust_compat
 from smsmon.streams.app import AGGREGATE_AGENT, Wiring, bind_event
 from smsmon.streams.metrics import Metrics
 from smsmon.streams.output import BatchOutput
@@ -166,6 +167,9 @@ class Aggregation:
                         offsets[(m.topic, m.partition)] = max(
                             m.offset + 1, offsets.get((m.topic, m.partition), 0)
                         )
+                    # past the commit marker that ends the partials' transaction, when the
+                    # batch has everything fetched (else it stays one short of the end)
+                    offsets = faust_compat.past_markers(self.w.app.consumer, offsets)
                     self.tables.apply(await self.out.commit(offsets))
             except Exception:
                 fail_fast("aggregate_counts batch")

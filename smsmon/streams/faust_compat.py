@@ -517,6 +517,29 @@ def markers_only_tail(
     return out
 
 
+def past_markers(consumer: Any, ends: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """`ends` (the next offset to read per partition after a batch: its last record + 1),
+    moved to aiokafka's fetch position where the batch holds the last record handed out of
+    that partition, so that only transaction markers (or aborted records) lie between.
+
+    A Faust stream (stage 2's counts) gets the records of a fetch from its buffer, so its
+    batch cannot know whether the fetch position passed markers after its last record; this
+    can: the same test as `markers_only_tail`, in the same order (position, hand-out under
+    way, last handed out)."""
+    from faust.types import TP
+
+    position = fetch_position(consumer)
+    out = dict(ends)
+    for key, end in ends.items():
+        tp = TP(*key)
+        at = position(tp)
+        if at is None or at <= end or _FETCHES["active"]:
+            continue
+        if _FETCHES["last"].get(tp) == end - 1:
+            out[key] = at
+    return out
+
+
 def set_fetch_max_wait(ms: int) -> None:
     """Make Faust's worker consumer use `fetch_max_wait_ms=ms` (Faust passes 1,500).
 

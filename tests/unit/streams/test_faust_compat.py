@@ -698,3 +698,24 @@ def test_a_partition_is_committed_past_its_markers_only_once_it_is_quiet(
     consumer = TailConsumer({c0: 44}, committed={})
     assert faust_compat.markers_only_tail(consumer, mine, seen) == {}
     assert faust_compat.markers_only_tail(consumer, mine, seen) == {("counts", 0): 44}
+
+
+def test_a_batch_with_the_last_record_handed_out_ends_past_the_markers(
+    txn_topics: dict[Any, int],
+) -> None:
+    """Stage 2's batch ends at offset 41 of partition 0, the last record aiokafka handed out,
+    and the position is 43 (a commit marker at 42): it ends at 43. Partition 1's last
+    handed-out record (50) is not in the batch: it stays at 41. Partition 2 is at the
+    position already."""
+    c0, c1, c2 = (TP("counts", p) for p in (0, 1, 2))
+    txn_topics.update({c0: 41, c1: 50, c2: 9})
+    consumer = TailConsumer({c0: 43, c1: 51, c2: 10}, committed={})
+    ends = {("counts", 0): 42, ("counts", 1): 41, ("counts", 2): 10}
+    assert faust_compat.past_markers(consumer, ends) == {
+        ("counts", 0): 43,
+        ("counts", 1): 41,
+        ("counts", 2): 10,
+    }
+    faust_compat._FETCHES["active"] = 1
+    assert faust_compat.past_markers(consumer, ends) == ends
+    faust_compat._FETCHES["active"] = 0
