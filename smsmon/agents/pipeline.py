@@ -965,13 +965,15 @@ def transactions(settings: Settings, wiring: Wiring, metrics: Metrics) -> Transa
             "SMSMON_BATCHED_CHANGELOG=true (table writes must go out in the batch's "
             "transaction); set SMSMON_PROCESSING=at_least_once to run without them"
         )
-    return Transactions(
+    txn = Transactions(
         wiring.app,
         f"{settings.app_id}-{settings.instance_id}",
         settings.app_id,
         settings.transaction_timeout_ms,
         observe=metrics.transaction_seconds.observe,
     )
+    txn.on_retry = metrics.transaction_retries.inc
+    return txn
 
 
 def count_active(table: Any) -> int:

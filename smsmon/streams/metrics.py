@@ -85,6 +85,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.transaction_retries = Counter(
+            "smsmon_transaction_retries_total",
+            "Batch transactions that failed before their commit (the broker away) and were "
+            "retried on a new transactional producer.",
+            registry=registry,
+        )
         self.processing_errors = Counter(
             "smsmon_processing_errors_total",
             "Records whose processing raised; isolated to the dead-letter topic.",

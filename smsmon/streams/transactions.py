@@ -25,12 +25,29 @@ rebalance waits for it (Faust waits for unacked records before it revokes partit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from smsmon.streams import faust_compat
+
+#: Fatal for a transactional producer: another incarnation took over its transactional id,
+#: or it may not use it. Everything else Kafka raises before the commit is retried.
+_FATAL = ("ProducerFenced", "TransactionalIdAuthorizationFailed", "OutOfOrderSequenceNumber")
+
+
+def _retriable(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaError
+
+    chain: BaseException | None = exc
+    while chain is not None:
+        if type(chain).__name__ in _FATAL:
+            return False
+        chain = chain.__cause__
+    return isinstance(exc, KafkaError | ConnectionError | asyncio.TimeoutError)
+
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +78,10 @@ class Transactions:
         self.committed = 0
         #: the offset this worker last committed per input (topic, partition)
         self.offsets: dict[tuple[str, int], int] = {}
+        # transactions retried on a new producer (`commit`), and a counter to call per retry
+        self.retries = 0
+        self.on_retry: Callable[[], None] | None = None
+        self._ending = False
 
     async def producer(self) -> Any:
         """The started producer; the first call starts it (which aborts a transaction the
@@ -73,10 +94,23 @@ class Transactions:
         return self._producer
 
     async def _start(self) -> Any:
+        # a start that fails (the broker is away) is retried by the next call
+        try:
+            return await self._start_producer()
+        except BaseException:
+            self._starting = None
+            raise
+
+    async def _start_producer(self) -> Any:
         producer = faust_compat.new_transactional_producer(
             self.app, self.transactional_id, self.timeout_ms
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         log.info("transactional producer %s started", self.transactional_id)
         return producer
 
@@ -91,11 +125,51 @@ class Transactions:
         """Send `records` and commit `offsets` (next offset to read, by input partition) in
         one transaction; return the offset of the last record sent per (topic, partition).
 
-        Raises on any failure; the caller must then stop the process without applying or
-        acknowledging anything (the transaction is aborted by the restarted producer)."""
-        producer = await self.producer()
+        A Kafka error before the commit was asked for (a broker restart: aiokafka's sender
+        gives up on a closed connection while it looks up a coordinator, and its producer is
+        dead) retries the whole transaction on a new producer with the same transactional
+        id, whose start aborts the failed one: the same records and offsets, so the same
+        outcome, without a restart. Anything else, and any failure from the commit request
+        on (the transaction may have committed), raises; the caller must then stop the
+        process without applying or acknowledging anything (the restarted producer aborts
+        the transaction, or it committed and the restart recovers it)."""
         async with self.lock:
-            return await self._commit(producer, records, offsets)
+            return await self._retrying(records, offsets)
+
+    async def _retrying(
+        self, records: Records, offsets: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """`_commit` on the current producer, again on a new one after a retriable failure
+        before the commit request (`commit`). Called with the lock held."""
+        attempt = 0
+        while True:
+            try:
+                producer = await self.producer()
+                self._ending = False
+                return await self._commit(producer, records, offsets)
+            except Exception as exc:
+                if self._ending or not _retriable(exc):
+                    raise
+                attempt += 1
+                self.retries += 1
+                if self.on_retry is not None:
+                    self.on_retry()
+                log.warning(
+                    "transaction of %d records failed before its commit (%s: %s); "
+                    "retrying it on a new producer (attempt %d)",
+                    sum(len(r) for r in records.values()),
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                )
+                await self._discard_producer()
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
+    async def _discard_producer(self) -> None:
+        producer, self._producer, self._starting = self._producer, None, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
 
     async def commit_tail(
         self,
@@ -105,11 +179,10 @@ class Transactions:
         worker's committed offsets over transaction markers only
         (`faust_compat.markers_only_tail`); checked under the lock, so no batch commits in
         between. Returns what it committed."""
-        producer = await self.producer()
         async with self.lock:
             offsets = tail(self.offsets)
             if offsets:
-                await self._commit(producer, {}, offsets)
+                await self._retrying({}, offsets)
         return offsets
 
     async def _commit(
@@ -142,6 +215,7 @@ class Transactions:
             end = meta.offset + count - 1
             if end > last.get(tp, -1):
                 last[tp] = end
+        self._ending = True  # from here on the transaction may commit
         await producer.commit_transaction()
         self.offsets.update(offsets)
         self.committed += 1
