@@ -348,7 +348,7 @@ class Pipeline:
         # At the app's start, not at the first batch: the restarted producer aborts the
         # transaction its previous incarnation left open, which holds recovery back.
         assert self.txn is not None
-        await self.txn.producer()
+        await self.txn.started()
 
     async def _on_rebalance(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         self.metrics.rebalances.inc()

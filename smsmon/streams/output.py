@@ -92,7 +92,7 @@ class BatchOutput:
             pending = self.take()
         if not pending and not offsets:
             return {}
-        by_tp = await self._by_partition(await txn.producer(), pending)
+        by_tp = await self._by_partition(await txn.started(), pending)
         records = {tp: [(r[0], r[1], r[2] or []) for r in recs] for tp, recs in by_tp.items()}
         last = await txn.commit(records, offsets)
         for recs in by_tp.values():

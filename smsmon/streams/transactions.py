@@ -93,6 +93,25 @@ class Transactions:
         self._producer = await asyncio.shield(self._starting)
         return self._producer
 
+    async def started(self) -> Any:
+        """`producer`, waiting (with the retry backoff) while it cannot start because the
+        broker is away."""
+        attempt = 0
+        while True:
+            try:
+                return await self.producer()
+            except Exception as exc:
+                if not _retriable(exc):
+                    raise
+                attempt += 1
+                log.warning(
+                    "transactional producer cannot start (%s: %s); retrying (attempt %d)",
+                    type(exc).__name__,
+                    exc,
+                    attempt,
+                )
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
     async def _start(self) -> Any:
         # a start that fails (the broker is away) is retried by the next call
         try:
@@ -143,8 +162,8 @@ class Transactions:
         before the commit request (`commit`). Called with the lock held."""
         attempt = 0
         while True:
+            producer = await self.started()
             try:
-                producer = await self.producer()
                 self._ending = False
                 return await self._commit(producer, records, offsets)
             except Exception as exc:
