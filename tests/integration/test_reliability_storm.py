@@ -120,6 +120,33 @@ class Storm:
             f"{victim.name} publishing alerts",
             every=0.05,
         )
+        self.wait_open_transaction(3.0)
+
+    def wait_open_transaction(self, timeout: float) -> bool:
+        """Until a transaction with alerts in it is open (an alerts partition's last stable
+        offset, what a read_committed reader may read up to, is below its end), for at most
+        `timeout` seconds: a kill then leaves output of uncommitted records in an aborted
+        transaction, the replay this test is about. A transaction is open for tens of
+        milliseconds per batch, so a kill at a random instant often misses it."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        topic = self.env.topic("sms.alerts")
+        committed = KafkaConsumer(
+            bootstrap_servers=self.env.bootstrap, isolation_level="read_committed"
+        )
+        uncommitted = KafkaConsumer(bootstrap_servers=self.env.bootstrap)
+        try:
+            tps = [TopicPartition(topic, p) for p in committed.partitions_for_topic(topic) or ()]
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                stable = committed.end_offsets(tps)
+                ends = uncommitted.end_offsets(tps)
+                if any(stable[tp] < ends[tp] for tp in tps):
+                    return True
+            return False
+        finally:
+            committed.close()
+            uncommitted.close()
 
     def where(self, v: Verdict) -> str:
         """Where the events of missing and invented per-message alerts were in the stream:
