@@ -66,6 +66,8 @@ SUBSCRIBERS = 20_000
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "10"}
 KILL_AT = (0.10, 0.25, 0.40)  # committed share of sms.events at each kill of the first worker
 TRIES = 3  # kills per stage until one shows outputs of uncommitted records
+RETRY_UNTIL = 0.6  # no retry past this committed share: the second worker needs input left
+HELD = 0.25  # share of sms.events produced only once the second worker processes
 
 
 @dataclass
@@ -89,6 +91,13 @@ class Storm:
     generations: list[tuple[str, str, str]] = field(default_factory=list)  # name, metrics, log
     alerts_end: dict[int, int] = field(default_factory=dict)  # alerts read so far, per partition
     t0: float = field(default_factory=time.monotonic)
+
+    def produce(self, rows: list[Row]) -> None:
+        """Produce events in order; keep where the first copy of each event id landed."""
+        placed = produce_rows(self.env.bootstrap, self.env.topic("sms.events"), rows)
+        for (_, value), where in zip(rows, placed, strict=True):
+            self.first.setdefault(json.loads(value or b"{}")["event_id"], where)
+        print(f"[{time.monotonic() - self.t0:6.1f}s] produced {len(rows):,} events")
 
     def progress(self) -> float:
         pos = group_positions(self.env, [self.env.topic("sms.events")])
@@ -312,12 +321,12 @@ def run_storm(tmp_path: Path, *, faults: bool) -> Verdict:
         wait_ready(w1)
         produce_reference(env, sim, [w1])  # a Simulation has a Scenario's .reference
         produce_rows(env.bootstrap, env.topic("sms.complaints"), complaints)
-        placed = produce_rows(env.bootstrap, env.topic("sms.events"), events)
-        first: dict[str, tuple[int, int]] = {}
-        for (_, value), where in zip(events, placed, strict=True):
-            first.setdefault(json.loads(value or b"{}")["event_id"], where)
-        storm = Storm(env, broker, first, len(events))
-        print(f"[{time.monotonic() - storm.t0:6.1f}s] produced")
+        # With faults, the last quarter of sms.events is produced once the second worker
+        # processes, so it joins a group with input left to share however long the kills
+        # of the first worker took.
+        cut = len(events) - int(len(events) * HELD) if faults else len(events)
+        storm = Storm(env, broker, {}, len(events))
+        storm.produce(events[:cut])
         gen = 1
         if faults:
             # 1. three SIGKILLs of the only worker, each restarted on its own data dir; with
@@ -330,10 +339,11 @@ def run_storm(tmp_path: Path, *, faults: bool) -> Verdict:
                     k = storm.kill(w1, f"w1-gen{gen}")
                     gen += 1
                     w1 = env.start_worker("w1", **FAST_SESSION)  # same data dir
-                    if stage == len(KILL_AT) and (k.shown or attempt == TRIES - 1):
+                    last = k.shown or attempt == TRIES - 1 or k.progress >= RETRY_UNTIL
+                    if stage == len(KILL_AT) and last:
                         w2 = env.start_worker("w2", **FAST_SESSION)
                     wait_ready(w1)
-                    if k.shown:
+                    if last:
                         break
 
             # 2. the second worker dies while busy; the broker restarts
@@ -348,6 +358,7 @@ def run_storm(tmp_path: Path, *, faults: bool) -> Verdict:
                 "the second worker to take partitions",
             )
             print(f"[{time.monotonic() - storm.t0:6.1f}s] w2 processes")
+            storm.produce(events[cut:])
             # not waited into an open transaction: with two workers the rest of sms.events
             # can be committed within that wait, and this kill must find records uncommitted
             storm.wait_busy(w2, 0.0, [w1], open_txn=False)
