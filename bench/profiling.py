@@ -12,7 +12,7 @@ from typing import Any
 PROFILE_GROUPS: list[tuple[str, str]] = [
     ("event loop thread (all of it)", r"^cmd_worker \("),
     ("  check_events: Pipeline.process_batch (ours)", r"^Pipeline\.process_batch \("),
-    ("    decode_event (pydantic JSON decode)", r"^decode_event \("),
+    ("    decode_event (msgspec, pydantic fallback)", r"^decode_event \("),
     ("    Engine.on_event (per-message rules)", r"^Engine\.on_event \("),
     ("    Stage1.on_* (traffic stage 1 partials)", r"^Stage1\.on_\w+ \("),
     ("    table reads (TableState/BatchOverlay.get)", r"^BatchOverlay\.get \("),
