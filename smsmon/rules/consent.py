@@ -7,7 +7,9 @@ import operator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from smsmon.contract.canonical import compact_json, normalize_keyword
+import msgspec
+
+from smsmon.contract.canonical import compact_json, normalize_keyword, state_json
 from smsmon.contract.models import ConsentStatus
 
 UNSUBSCRIBE_KEYWORDS = frozenset(
@@ -103,6 +105,16 @@ class RecentSender(NamedTuple):
 _TS_MS = operator.attrgetter("ts_ms")
 
 
+class _RecentDoc(msgspec.Struct):
+    """A RecentSenders value once the cap pushed a port out: {"s": entries, "e": ports}."""
+
+    s: list[RecentSender]
+    e: list[str] = []
+
+
+_RECENT = msgspec.json.Decoder(list[RecentSender] | _RecentDoc)
+
+
 #: How many ports pushed out by the capacity a subscriber's memory still names, so that an
 #: unsubscribe to one of them is counted as "evicted" rather than "unknown sender".
 EVICTED_KEEP = 16
@@ -178,16 +190,22 @@ class RecentSenders:
     def encode(self) -> bytes:
         """JSON: the list of entries, or {"s": entries, "e": evicted ports} once the cap has
         pushed a port out (values written before `evicted` existed stay readable)."""
-        rows = [[e.port, e.enterprise, e.ts_ms, e.signature, e.marketing_ms] for e in self.entries]
+        entries = self.entries  # named tuples: JSON arrays, as lists of their fields were
         if not self.evicted:
-            return compact_json(rows)
-        return compact_json({"s": rows, "e": self.evicted})
+            return state_json(entries)
+        return state_json({"s": entries, "e": self.evicted})
 
     @classmethod
     def decode(cls, raw: bytes | None) -> RecentSenders:
         if not raw:
             return cls()
-        doc = json.loads(raw)
-        if isinstance(doc, dict):
-            return cls([RecentSender(*row) for row in doc["s"]], list(doc.get("e", ())))
-        return cls([RecentSender(*row) for row in doc])
+        try:  # typed: the RecentSender tuples built by msgspec
+            doc = _RECENT.decode(raw)
+        except msgspec.ValidationError:  # a value of other types than we write: as before
+            loose = json.loads(raw)
+            if isinstance(loose, dict):
+                return cls([RecentSender(*row) for row in loose["s"]], list(loose.get("e", ())))
+            return cls([RecentSender(*row) for row in loose])
+        if isinstance(doc, list):
+            return cls(doc)
+        return cls(doc.s, list(doc.e))

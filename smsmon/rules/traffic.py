@@ -12,12 +12,11 @@ event exactly once across restarts.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsmon.contract.canonical import MsisdnHasher, compact_json, mask_msisdn, murmur2
+from smsmon.contract.canonical import MsisdnHasher, mask_msisdn, murmur2, read_json, state_json
 from smsmon.contract.models import Alert, Complaint, MtEvent, Severity
 from smsmon.contract.times import from_ms, to_ms
 from smsmon.rules import catalog as R
@@ -101,7 +100,7 @@ class FloodState:
     applied: dict[str, int] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return compact_json(
+        return state_json(
             [
                 {str(w): [f.total, f.by_enterprise, f.fired] for w, f in self.windows.items()},
                 self.applied,
@@ -112,7 +111,7 @@ class FloodState:
     def decode(cls, raw: bytes | None) -> FloodState:
         if not raw:
             return cls()
-        wins, applied = json.loads(raw)
+        wins, applied = read_json(raw)
         return cls({int(w): FloodWindow(t, e, f) for w, (t, e, f) in wins.items()}, applied)
 
 
@@ -200,7 +199,7 @@ class Partial:
     caught_up: bool = True  # the logical partition had nothing pending when this was sent
 
     def encode(self) -> bytes:
-        return compact_json(
+        return state_json(
             {
                 "s": self.source,
                 "p": self.logical,
@@ -216,7 +215,7 @@ class Partial:
 
     @classmethod
     def decode(cls, raw: bytes) -> Partial:
-        d = json.loads(raw)
+        d = read_json(raw)
         return cls(
             source=d["s"],
             logical=d["p"],

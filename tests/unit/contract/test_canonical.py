@@ -7,7 +7,7 @@ import hmac
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smsmon.contract.canonical import (
@@ -255,3 +255,43 @@ def test_murmur2_equals_kafka_python_s(data: bytes) -> None:
     from smsmon.contract.canonical import murmur2
 
     assert murmur2(data) == reference(data)
+
+
+# -- state_json: compact_json's bytes, msgspec's speed ---------------------------------------
+
+_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+)
+_tree = st.recursive(
+    _leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(_tree)
+def test_state_json_writes_compact_jsons_bytes_and_reads_back_the_same(value: object) -> None:
+    import json
+
+    from smsmon.contract.canonical import compact_json, read_json, state_json
+
+    raw = state_json(value)
+    assert raw == compact_json(value)
+    assert read_json(raw) == json.loads(raw) == value
+
+
+def test_state_json_writes_named_tuples_as_the_lists_of_their_fields() -> None:
+    from smsmon.contract.canonical import compact_json, state_json
+    from smsmon.rules.consent import RecentSender
+
+    rows = [
+        RecentSender("1069", "ent", 1_790_000_000_000, "【淘宝】", 5),
+        RecentSender("1", "e", 2),
+    ]
+    assert state_json(rows) == compact_json([list(r) for r in rows])
