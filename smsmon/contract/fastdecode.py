@@ -95,18 +95,7 @@ def fast_event(raw: bytes, vctx: dict[str, Any]) -> MtEvent | MoEvent | DlrEvent
     if "\x00" in w.event_id or "\x00" in w.gateway:
         return None
     version = w.schema_version
-    head: dict[str, Any] = {
-        "schema_version": 1 if version is _UNSET else version,
-        "event_id": w.event_id,
-        "ts": ts,
-        "gateway": w.gateway,
-        "port": port,
-        "msisdn": msisdn,
-    }
-    fields_set = set(_REQUIRED)
-    if version is not _UNSET:
-        fields_set.add("schema_version")
-    model: type[MtEvent | MoEvent | DlrEvent]
+    has_version = version is not _UNSET
     if type(w) is _Mt:
         text = w.text
         if (
@@ -116,9 +105,15 @@ def fast_event(raw: bytes, vctx: dict[str, Any]) -> MtEvent | MoEvent | DlrEvent
             or not _text_ok(text, vctx)
         ):
             return None
-        model = MtEvent
         signature, segments, source_ip = w.signature, w.segments, w.source_ip
-        head |= {
+        model: type[MtEvent | MoEvent | DlrEvent] = MtEvent
+        values: dict[str, Any] = {
+            "schema_version": version if has_version else 1,
+            "event_id": w.event_id,
+            "ts": ts,
+            "gateway": w.gateway,
+            "port": port,
+            "msisdn": msisdn,
             "kind": "mt",
             "account": w.account,
             "category": w.category,
@@ -127,31 +122,71 @@ def fast_event(raw: bytes, vctx: dict[str, Any]) -> MtEvent | MoEvent | DlrEvent
             "segments": 1 if segments is _UNSET else segments,
             "source_ip": None if source_ip is _UNSET else source_ip,
         }
-        fields_set |= {"account", "category", "text"}
-        if signature is not _UNSET:
-            fields_set.add("signature")
-        if segments is not _UNSET:
-            fields_set.add("segments")
-        if source_ip is not _UNSET:
-            fields_set.add("source_ip")
+        shape = (
+            1,
+            has_version,
+            signature is not _UNSET,
+            segments is not _UNSET,
+            source_ip is not _UNSET,
+        )
     elif type(w) is _Mo:
         if w.text is _UNSET or not _text_ok(w.text, vctx):
             return None
         model = MoEvent
-        head |= {"kind": "mo", "text": w.text}
-        fields_set.add("text")
+        values = {
+            "schema_version": version if has_version else 1,
+            "event_id": w.event_id,
+            "ts": ts,
+            "gateway": w.gateway,
+            "port": port,
+            "msisdn": msisdn,
+            "kind": "mo",
+            "text": w.text,
+        }
+        shape = (2, has_version, False, False, False)
     else:
         if w.status is _UNSET:
             return None
         model = DlrEvent
-        head |= {"kind": "dlr", "status": w.status}
-        fields_set.add("status")
+        values = {
+            "schema_version": version if has_version else 1,
+            "event_id": w.event_id,
+            "ts": ts,
+            "gateway": w.gateway,
+            "port": port,
+            "msisdn": msisdn,
+            "kind": "dlr",
+            "status": w.status,
+        }
+        shape = (3, has_version, False, False, False)
+    fields_set = _FIELDS_SET.get(shape)
+    if fields_set is None:
+        fields_set = _FIELDS_SET[shape] = _fields_set(shape)
     event = _new(model)
-    _set(event, "__dict__", head)
-    _set(event, "__pydantic_fields_set__", fields_set)
+    _set(event, "__dict__", values)
+    _set(event, "__pydantic_fields_set__", set(fields_set))
     _set(event, "__pydantic_extra__", None)
     _set(event, "__pydantic_private__", None)
     return event
+
+
+# the fields an input set, by (kind, schema_version, signature, segments, source_ip present)
+_FIELDS_SET: dict[tuple[int, bool, bool, bool, bool], frozenset[str]] = {}
+_KIND_FIELDS = {1: ("account", "category", "text"), 2: ("text",), 3: ("status",)}
+
+
+def _fields_set(shape: tuple[int, bool, bool, bool, bool]) -> frozenset[str]:
+    kind, version, signature, segments, source_ip = shape
+    names = set(_REQUIRED) | set(_KIND_FIELDS[kind])
+    for present, name in (
+        (version, "schema_version"),
+        (signature, "signature"),
+        (segments, "segments"),
+        (source_ip, "source_ip"),
+    ):
+        if present:
+            names.add(name)
+    return frozenset(names)
 
 
 def _text_ok(text: str, vctx: dict[str, Any]) -> bool:
