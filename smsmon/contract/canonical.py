@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import re
 import struct
@@ -155,7 +156,15 @@ def partition_for(msisdn: str, partitions: int) -> int:
     Producers that key by canonical msisdn with a Java-compatible partitioner already place
     events here; everything else is forwarded once through the re-keying topic.
     """
-    return (murmur2(msisdn.encode()) & 0x7FFFFFFF) % partitions
+    key = (msisdn, partitions)
+    p = _PARTITIONS.get(key)
+    if p is None:
+        p = (murmur2(msisdn.encode()) & 0x7FFFFFFF) % partitions
+        _remember(_PARTITIONS, key, p)
+    return p
+
+
+_PARTITIONS: dict[tuple[str, int], int] = {}
 
 
 def mask_msisdn(msisdn: str) -> str:
@@ -163,20 +172,40 @@ def mask_msisdn(msisdn: str) -> str:
     return f"{msisdn[:3]}****{msisdn[-4:]}"
 
 
+# Hashes and partitions remembered per process, for the subscribers seen most recently: a
+# subscriber with alerts usually has several (each rule of a message, floods, complaints),
+# and the worker computes each msisdn's partition once or twice per record. Bounded: the
+# oldest half is dropped when full (the raw msisdns stay in process memory only, as the
+# records themselves do; nothing here is logged or exported).
+_MEMO_MAX = 1 << 17
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX:
+        for old in list(itertools.islice(memo, _MEMO_MAX // 2)):
+            del memo[old]
+    memo[key] = value
+
+
 class MsisdnHasher:
     """Keyed HMAC-SHA256 of msisdns, tagged with a key id so the secret can be rotated."""
 
-    __slots__ = ("_key", "_key_id")
+    __slots__ = ("_key", "_key_id", "_memo")
 
     def __init__(self, secret: bytes, key_id: str) -> None:
         if not secret:
             raise ValueError("msisdn hashing secret must not be empty")
         self._key = secret
         self._key_id = key_id
+        self._memo: dict[str, str] = {}
 
     def __call__(self, msisdn: str) -> str:
-        digest = hmac.digest(self._key, msisdn.encode(), "sha256").hex()
-        return f"{self._key_id}:{digest}"
+        hashed = self._memo.get(msisdn)
+        if hashed is None:
+            digest = hmac.digest(self._key, msisdn.encode(), "sha256").hex()
+            hashed = f"{self._key_id}:{digest}"
+            _remember(self._memo, msisdn, hashed)
+        return hashed
 
 
 # json.dumps with any argument builds a JSONEncoder per call; one shared encoder, and no

@@ -295,3 +295,21 @@ def test_state_json_writes_named_tuples_as_the_lists_of_their_fields() -> None:
         RecentSender("1", "e", 2),
     ]
     assert state_json(rows) == compact_json([list(r) for r in rows])
+
+
+def test_the_memos_of_hashes_and_partitions_stay_bounded_and_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from smsmon.contract import canonical
+
+    monkeypatch.setattr(canonical, "_MEMO_MAX", 64)
+    monkeypatch.setattr(canonical, "_PARTITIONS", {})
+    hasher = canonical.MsisdnHasher(b"secret", "k1")
+    numbers = [f"138{n:08d}" for n in range(0, 1_000, 3)] * 2
+    for m in numbers:
+        want = (canonical.murmur2(m.encode()) & 0x7FFFFFFF) % 12
+        assert canonical.partition_for(m, 12) == want
+        digest = hmac.digest(b"secret", m.encode(), "sha256").hex()
+        assert hasher(m) == f"k1:{digest}"
+    assert len(canonical._PARTITIONS) <= 64
+    assert len(hasher._memo) <= 64
