@@ -240,7 +240,11 @@ def correctness(collector: AlertCollector, expected: list[Any]) -> dict[str, Any
         "live": len(got),
         "live_records": collector.records,
         "equal": not missing and not extra,
-        "missing": [f"{want[i].rule} {want[i].subject or want[i].event_id}" for i in missing][:20],
+        "missing": [
+            f"{want[i].rule} {want[i].subject or want[i].event_id}"
+            + (f" {want[i].window_start.isoformat()}" if want[i].window_start else "")
+            for i in missing
+        ][:20],
         "extra": [f"{got[i][2]} {got[i][1] or i}" for i in extra][:20],
         "missing_count": len(missing),
         "extra_count": len(extra),
