@@ -818,7 +818,12 @@ class Pipeline:
         after its last commit) never counted as caught up, and a source that had not
         reported since held its logical partition's watermark back for good: the last
         windows never closed (the fault storm of issue 16, 100 sublet windows once in
-        eight runs)."""
+        eight runs). A partition that never held a record and was never committed has
+        neither: its fetch position, reached without handing out a record, says it is read
+        (`faust_compat.untouched_position`). Without that, a gateway that leaves some events
+        partitions empty (unkeyed records, librdkafka's sticky partitioner) kept every
+        window of every subject open: no volume.spike, port.sublet or complaint.rate alert
+        at all (defect 14)."""
         consumer = self.w.app.consumer
         try:
             high = consumer.highwater(tp)
@@ -827,6 +832,11 @@ class Pipeline:
         done = self._positions.get((tp.topic, tp.partition))
         if done is None:
             done = faust_compat.committed_offset(consumer, tp)
+            # nothing ever handed out: the fetch position (an empty, never committed
+            # partition starts there; else only markers lie between it and `done`)
+            at = faust_compat.untouched_position(consumer, tp)
+            if at is not None and (done is None or at > done):
+                done = at
         return high is not None and done is not None and done >= high
 
     def _add_marker(self, q: int, value: str) -> None:

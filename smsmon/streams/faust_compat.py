@@ -327,6 +327,7 @@ def use_transactions(topics: frozenset[str]) -> None:
     Recovery.standby_remaining = _remaining("standby")  # type: ignore[method-assign]
     recovery.asyncio = _RecoveryAsyncio()  # type: ignore[attr-defined,assignment]
     FetchResult.getall = _getall
+    _FETCHES["tracked"] = True
     _CONSUMER_OPTIONS["read_committed"] = True
 
 
@@ -443,7 +444,8 @@ def apply_fast_drain(enabled: bool) -> bool:
 _CONSUMER_OPTIONS: dict[str, Any] = {"read_committed": False}
 #: Written in the consumer's thread by `_getall`: hand-outs under way, and the offset of the
 #: last record handed out per partition (read by the recovery's `_remaining`).
-_FETCHES: dict[str, Any] = {"active": 0, "last": {}, "round": None}
+#: "tracked": `_getall` is installed (`use_transactions`), so "last" is to be trusted.
+_FETCHES: dict[str, Any] = {"active": 0, "last": {}, "round": None, "tracked": False}
 
 
 def _getall(self: Any, max_records: int | None = None) -> Any:
@@ -515,6 +517,26 @@ def markers_only_tail(
         if handed is None or handed < done:
             out[key] = at
     return out
+
+
+def untouched_position(consumer: Any, tp: Any) -> int | None:
+    """aiokafka's fetch position of `tp` if this process never handed out a record of it;
+    None if it did, if a hand-out is under way, or if hand-outs are not tracked (only under
+    the transactional protocol, `use_transactions`).
+
+    Such a position was reached over nothing but transaction markers and aborted records, or
+    is where an empty partition starts: everything below it is read. Without it, a partition
+    that never held a record and was never committed (a gateway that writes to some
+    partitions only, e.g. librdkafka's sticky partitioner with no key) never counted as read
+    to its end, and its watermark source held its logical partition's windows open for good
+    (docs/reliability.md, defect 14). Read in the same order as `_remaining`: position,
+    hand-out under way, last handed out."""
+    if not _FETCHES["tracked"]:
+        return None
+    at = fetch_position(consumer)(tp)
+    if at is None or _FETCHES["active"] or tp in _FETCHES["last"]:
+        return None
+    return at
 
 
 def past_markers(consumer: Any, ends: Mapping[tuple[str, int], int]) -> dict[tuple[str, int], int]:

@@ -20,8 +20,14 @@ from tests.integration.conftest import Env, Worker, wait_ready, wait_until
 pytestmark = pytest.mark.integration
 
 
-def produce(bootstrap: str, topic: str, rows: list[tuple[bytes | None, bytes | None]]) -> list[int]:
-    """Produce with librdkafka's default partitioner (not smsmon's); return partitions used."""
+def produce(
+    bootstrap: str,
+    topic: str,
+    rows: list[tuple[bytes | None, bytes | None]],
+    partition: int | None = None,
+) -> list[int]:
+    """Produce with librdkafka's default partitioner (not smsmon's), or all to `partition`;
+    return the partitions used."""
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 2_000_000}
     )
@@ -35,7 +41,8 @@ def produce(bootstrap: str, topic: str, rows: list[tuple[bytes | None, bytes | N
         return cb
 
     for i, (key, value) in enumerate(rows):
-        producer.produce(topic, key=key, value=value, on_delivery=on_delivery(i))
+        where = {} if partition is None else {"partition": partition}
+        producer.produce(topic, key=key, value=value, on_delivery=on_delivery(i), **where)
         producer.poll(0)
     assert producer.flush(60) == 0
     return partitions

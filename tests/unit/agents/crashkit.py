@@ -35,6 +35,7 @@ from smsmon.config.settings import Settings
 from smsmon.contract.codec import DecodeContext
 from smsmon.rules.reference import apply_reference
 from smsmon.rules.traffic import Partial
+from smsmon.streams import faust_compat
 from smsmon.streams.metrics import Metrics
 
 PARTITIONS = 2
@@ -314,12 +315,32 @@ def changelog_name(table: str) -> str:
 # -- the worker -------------------------------------------------------------------------
 
 
+class _Assignment:
+    """aiokafka's subscription assignment, as `faust_compat.fetch_position` reads it."""
+
+    def __init__(self, positions: dict[tuple[str, int], int]) -> None:
+        self.positions = positions
+
+    def state_value(self, tp: Any) -> Any:
+        pos = self.positions.get((tp.topic, tp.partition))
+        return None if pos is None else types.SimpleNamespace(_position=pos)
+
+
 class Consumer:
-    """What the pipeline asks of Faust's consumer."""
+    """What the pipeline asks of Faust's consumer (and of aiokafka's, through faust_compat):
+    highwaters, the assignment, committed offsets, fetch positions."""
 
     def __init__(self, broker: Broker, inputs: list[tuple[str, int]]) -> None:
         self.broker = broker
         self.inputs = inputs
+        # the fetch positions (Worker.next_batch moves them as it hands records out)
+        self.positions: dict[tuple[str, int], int] = {}
+        subscription = types.SimpleNamespace(assignment=_Assignment(self.positions))
+        self._thread = types.SimpleNamespace(
+            _consumer=types.SimpleNamespace(
+                _subscription=types.SimpleNamespace(subscription=subscription)
+            )
+        )
 
     def highwater(self, tp: Any) -> int:
         return self.broker.end(tp.topic, tp.partition)
@@ -403,7 +424,11 @@ class Worker:
         for topic, key, value in reference:
             apply_reference(self.pipeline.book, s, topic, key, value, ctx)
         # the consumer's positions: from the committed offsets
-        self.positions = {tp: broker.group.get(tp, 0) for tp in self.order}
+        consumer.positions.update({tp: broker.group.get(tp, 0) for tp in self.order})
+        # a new process has handed nothing out; next_batch notes hand-outs as _getall does
+        faust_compat._FETCHES["last"].clear()
+        faust_compat._FETCHES["tracked"] = True
+        self.positions = consumer.positions
 
     def _recover(self) -> int:
         """Faust's table recovery: committed changelog records above the stored offset."""
@@ -457,6 +482,8 @@ class Worker:
             self.positions[(topic, p)] = pos
             if took:
                 ends[TP(topic, p)] = pos
+                # what aiokafka's FetchResult.getall notes (faust_compat._getall)
+                faust_compat._FETCHES["last"][TP(topic, p)] = batch[-1].message.offset
         return batch, ends
 
     async def step(self, batch: list[Any], ends: dict[Any, int]) -> None:
@@ -496,6 +523,8 @@ class Worker:
             for db in store._dbs.values():
                 db.close()
             store._dbs.clear()
+        faust_compat._FETCHES["tracked"] = False
+        faust_compat._FETCHES["last"].clear()
 
     def table(self, name: str) -> dict[bytes, bytes]:
         out: dict[bytes, bytes] = {}
