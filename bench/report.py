@@ -96,6 +96,11 @@ def print_summary(res: dict[str, Any]) -> None:
         "    consent load (worker start -> all pairs)", fmt(one.get("consent_load_s"), "s", 1), ""
     )
     t.add_row("    consent load rate", fmt(one.get("consent_rate"), "pairs/s"), "")
+    t.add_row(
+        "    offline audit path, same records (in process, no Kafka)",
+        fmt(res.get("offline", {}).get("events_per_s"), "ev/s"),
+        "",
+    )
     t.add_row("(3) offered load (half of (2))", fmt(lat.get("offered_rate"), "ev/s"), "")
     t.add_row(
         "    latency p50 / p99, worker histogram",

@@ -108,7 +108,11 @@ def run(args: argparse.Namespace, procs: Processes, root: Path, res: dict[str, A
     )
     t0 = time.monotonic()
     expected = offline_alerts(sim, records)
-    log(f"offline: {len(expected):,} expected alerts in {time.monotonic() - t0:.1f}s")
+    offline_s = time.monotonic() - t0
+    log(f"offline: {len(expected):,} expected alerts in {offline_s:.1f}s")
+    # the offline audit's path (decode, OfflineRunner: the same rules in one process, no
+    # Kafka), timed on the same records: the audit's figure beside the live one (issue 17)
+    res["offline"] = {"seconds": offline_s, "events_per_s": len(records) / offline_s}
     violating = len({a.event_id for a in expected if a.event_id})
     log(
         f"mix {args.mix}: {violating / max(kinds['event'], 1):.1%} of the events break a "
