@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import json
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -124,10 +125,13 @@ def take_records(sim: Any, n: int) -> tuple[list[Rec], list[str]]:
     return recs, ids
 
 
-def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[Any]:
+def offline_alerts(
+    sim: Any, records: list[Rec], secret: str = SECRET, timing: dict[str, float] | None = None
+) -> list[Any]:
     """The same records through the same rules without Kafka (what `smsmon audit` runs; the
     traffic integration test uses this too); synthetic consent pairs are left out: no event
-    names them."""
+    names them. `timing` gets "records_s": the seconds from the first record after the
+    consent table to the end (decode and rules of the records alone)."""
     from smsmon.config.settings import Settings
     from smsmon.contract.canonical import MsisdnHasher
     from smsmon.contract.codec import DecodeContext, decode_event, decode_model, signature_key
@@ -152,16 +156,22 @@ def offline_alerts(sim: Any, records: list[Rec], secret: str = SECRET) -> list[A
     )
     consent = [ConsentRecord.model_validate(v) for _, v in sim.reference.consent]
 
+    started: list[float] = []
+
     def decoded() -> Iterator[Any]:
         # a repeated id is skipped by the runner's per-subscriber window, as by the worker's
         yield from consent
+        started.append(time.monotonic())
         for kind, key, value in records:
             if kind == "complaint":
                 yield decode_model(Complaint, value, ctx)
             else:
                 yield decode_event(value, key, ctx)
 
-    return list(runner.run(decoded()))
+    alerts = list(runner.run(decoded()))
+    if timing is not None and started:
+        timing["records_s"] = time.monotonic() - started[0]
+    return alerts
 
 
 def partition_for(msisdn: str, partitions: int) -> int:

@@ -32,6 +32,8 @@ from smsmon.contract.codec import (
     dead_letter,
     decode_event,
     decode_model,
+    key_msisdn,
+    route_event,
 )
 from smsmon.contract.models import Alert, Complaint, ConsentRecord, MtEvent
 from smsmon.contract.times import to_ms
@@ -63,6 +65,9 @@ WATERMARK_IDLE = "idle"
 # On a forwarded gateway event: the events partition it was read from (b"<Q>"), so that the
 # first record of an origin that had gone idle rejoins its marker source m<Q>.<P>.
 FROM_HEADER = "smsmon-from"
+# ... and its offset there (b"<offset>"): a forwarded record found invalid at its home is
+# dead-lettered under the topic, partition and offset it was produced to.
+FROM_OFFSET_HEADER = "smsmon-from-offset"
 
 
 class SubscriberOverlay:
@@ -602,14 +607,25 @@ class Pipeline:
 
     def _on_gateway_event(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
         """A gateway event: forward it if misplaced, skip a repeated id, else run the rules
-        and stage 1."""
+        and stage 1.
+
+        A misplaced record is forwarded as it came, after reading only its msisdn (from the
+        key when it has one) and its event time (`route_event`); it is decoded fully once,
+        at its home partition, and dead-lettered there if invalid, under its origin's
+        topic, partition and offset (`_dead_letter`)."""
+        if not rekeyed:
+            routed = self._misplaced(m, b.ctx)
+            if routed is not None:
+                target, ts_ms = routed
+                self._origin_read(m.partition, ts_ms, b.wall_ms)
+                self._forward(m, target, ORIGIN_EVENTS, "events")
+                self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
+                return
         ev = decode_event(m.value, m.key, b.ctx)
         target = partition_for(ev.msisdn, self.settings.partitions)
         if not rekeyed:
             ts_ms = to_ms(ev.ts)
-            if ts_ms > self._origin_ts.get(m.partition, -1):
-                self._origin_ts[m.partition] = ts_ms
-            self._origin_read_wall[m.partition] = b.wall_ms
+            self._origin_read(m.partition, ts_ms, b.wall_ms)
             if target != m.partition:
                 self._forward(m, target, ORIGIN_EVENTS, "events")
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
@@ -653,6 +669,29 @@ class Pipeline:
                 self.metrics.unsubscribes_unattributed.labels(out.unattributed).inc()
         for rec in out.revocations:
             self._publish_consent(rec)
+
+    def _misplaced(self, m: Any, ctx: DecodeContext) -> tuple[int, int] | None:
+        """(home partition, event time ms) of a gateway event read on another partition,
+        told without decoding it fully; None: in place, or not told cheaply (decode it).
+        A record keyed by its msisdn in place (the contract's producers) costs one key
+        lookup here, nothing more."""
+        n = self.settings.partitions
+        msisdn = None
+        if m.key is not None:
+            msisdn = key_msisdn(m.key)
+            if msisdn is None or partition_for(msisdn, n) == m.partition:
+                return None
+        routed = route_event(m.value, msisdn, ctx)
+        if routed is None:
+            return None
+        target = partition_for(routed[0], n)
+        return None if target == m.partition else (target, routed[1])
+
+    def _origin_read(self, partition: int, ts_ms: int, wall_ms: int) -> None:
+        """Events partition `partition` read a record of event time `ts_ms` (markers)."""
+        if ts_ms > self._origin_ts.get(partition, -1):
+            self._origin_ts[partition] = ts_ms
+        self._origin_read_wall[partition] = wall_ms
 
     def _on_complaint(self, b: _Batch, event: Any, m: Any, rekeyed: bool) -> None:
         """A 12321 complaint: forward it if misplaced, skip a repeated id, else attribute it
@@ -851,23 +890,51 @@ class Pipeline:
             m.key,
             m.value,
             partition=target,
-            headers=[(ORIGIN_HEADER, origin), (FROM_HEADER, str(m.partition).encode())],
+            headers=[
+                (ORIGIN_HEADER, origin),
+                (FROM_HEADER, str(m.partition).encode()),
+                (FROM_OFFSET_HEADER, str(m.offset).encode()),
+            ],
         )
         self.metrics.rekeyed.labels(label).inc()
 
     def _dead_letter(self, m: Any, reason: str, error: str) -> None:
+        topic, partition, offset = self._provenance(m)
         dl = dead_letter(
             reason=reason,
             error=error,
-            topic=m.topic,
-            partition=m.partition,
-            offset=m.offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             key=m.key,
             value=m.value,
             now=dt.datetime.now(dt.UTC),
         )
         self.out.add(self.settings.topic_dlq, m.key, dl.model_dump_json(exclude_none=True).encode())
-        self.metrics.invalid.labels(reason, self._source.get(m.topic, "other")).inc()
+        self.metrics.invalid.labels(reason, self._source.get(topic, "other")).inc()
+
+    def _provenance(self, m: Any) -> tuple[str, int, int]:
+        """Where a record was produced: for one forwarded through the re-keying topic, the
+        topic, partition and offset it was read from at its origin (its headers), else its
+        own."""
+        if m.topic == self.settings.rekey_topic:
+            origin = self._origin_topics.get(_header(m, ORIGIN_HEADER) or b"")
+            part, off = _header(m, FROM_HEADER), _header(m, FROM_OFFSET_HEADER)
+            if origin is not None and part and off:
+                try:
+                    return origin, int(part), int(off)
+                except ValueError:
+                    pass
+        return m.topic, m.partition, m.offset
+
+    @functools.cached_property
+    def _origin_topics(self) -> dict[bytes, str]:
+        s = self.settings
+        return {
+            ORIGIN_EVENTS: s.topic_events,
+            ORIGIN_COMPLAINTS: s.topic_complaints,
+            ORIGIN_CONSENT: s.topic_consent,
+        }
 
     # -- gauges ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from smsmon.contract.canonical import (
     canonical_signature,
 )
 from smsmon.contract.fastdecode import fast_event
+from smsmon.contract.fastdecode import route_event as fast_route
 from smsmon.contract.models import (
     Alert,
     ConsentRecord,
@@ -140,6 +141,31 @@ def decode_event(value: bytes | None, key: bytes | None, ctx: DecodeContext) -> 
         if key_msisdn != event.msisdn:
             raise DecodeError("schema:key", "key and value name different msisdns")
     return event
+
+
+def key_msisdn(key: bytes) -> str | None:
+    """The canonical msisdn a record's key names, or None if it names none."""
+    try:
+        return canonical_msisdn(key.decode("utf-8", errors="strict"))
+    except (CanonicalError, UnicodeDecodeError):
+        return None
+
+
+def route_event(
+    value: bytes | None, msisdn: str | None, ctx: DecodeContext
+) -> tuple[str, int] | None:
+    """(canonical msisdn, event time in epoch ms) of a gateway event, read without decoding
+    it fully: `msisdn` when the caller has it from the record's key (the full decode at the
+    record's home checks that the value names the same one), else the value's. None when
+    that cannot be told cheaply, or for a record too large to forward: the caller decodes
+    it fully (`decode_event`), and an invalid one is dead-lettered where it was read."""
+    if value is None or len(value) > ctx.max_event_bytes:
+        return None
+    routed = fast_route(value, ctx.validation_context(), msisdn is None)
+    if routed is None:
+        return None
+    found, ts_ms = routed
+    return (msisdn or found or ""), ts_ms
 
 
 def _validate_event(raw: bytes, vctx: dict[str, Any]) -> Event:

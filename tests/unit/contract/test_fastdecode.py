@@ -20,8 +20,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from smsmon.contract.codec import DecodeContext, DecodeError, _validate_event, decode_event
+from smsmon.contract.codec import (
+    DecodeContext,
+    DecodeError,
+    _validate_event,
+    decode_event,
+    route_event,
+)
 from smsmon.contract.fastdecode import fast_event
+from smsmon.contract.times import to_ms
 
 pytestmark = pytest.mark.unit
 
@@ -256,3 +263,51 @@ def test_whatever_the_fast_path_takes_pydantic_takes_equal(raw: bytes) -> None:
         raise
     if fast is not None:
         same(fast, slow)
+
+
+# -- route_event: what the origin of a re-keyed record reads ----------------------------
+
+
+@settings(max_examples=3_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records())
+def test_the_route_of_an_event_is_its_decoded_msisdn_and_time(raw: bytes) -> None:
+    """Whatever the full decode accepts, `route_event` places by the same msisdn and event
+    time (or declines, and the caller decodes fully): a re-keyed record goes where a full
+    decode would have sent it, and its origin's markers carry the same time."""
+    routed = route_event(raw, None, CTX)
+    try:
+        ev = decode_event(raw, None, CTX)
+    except DecodeError:
+        return  # invalid: dead-lettered at its origin (declined) or at its home (routed)
+    if routed is not None:
+        assert routed == (ev.msisdn, to_ms(ev.ts)), raw
+
+
+def test_a_typical_event_is_routed_without_a_full_decode() -> None:
+    for template in (MT, MO, DLR):
+        raw = json.dumps(template, ensure_ascii=False).encode()
+        assert route_event(raw, None, CTX) == (
+            "13812345678",
+            to_ms(decode_event(raw, None, CTX).ts),
+        )
+        # from the key: the value's msisdn is not read (the home's full decode checks it)
+        assert route_event(raw, "13900000000", CTX) == (
+            "13900000000",
+            route_event(raw, None, CTX)[1],
+        )  # type: ignore[index]
+
+
+def test_what_cannot_be_routed_cheaply_is_declined() -> None:
+    ok = dict(MT)
+    for bad in (
+        {**ok, "ts": "yesterday"},
+        {**ok, "ts": "2099-01-01T00:00:00+08:00"},  # beyond the allowed clock skew
+        {**ok, "msisdn": "not a number"},
+        {k: v for k, v in ok.items() if k != "ts"},
+        {k: v for k, v in ok.items() if k != "msisdn"},
+    ):
+        assert route_event(json.dumps(bad).encode(), None, CTX) is None, bad
+    assert route_event(b"{not json", None, CTX) is None
+    assert route_event(None, "13812345678", CTX) is None  # a tombstone
+    big = json.dumps({**ok, "text": "x" * (CTX.max_event_bytes + 1)}).encode()
+    assert route_event(big, "13812345678", CTX) is None  # too large to forward
