@@ -1,8 +1,9 @@
 """The gateway-event decoder of the hot path: msgspec, checked to agree with pydantic.
 
-`decode_event` (codec.py) decodes every record of `sms.events` twice per re-keyed record and
-once otherwise; pydantic's `validate_json` with the contract's validators costs about 5.7 µs
-for a typical mt event, msgspec's typed decode under 1 µs. The pydantic models stay the
+`decode_event` (codec.py) decodes every record of `sms.events` once (a re-keyed one at its
+home partition; its origin reads only the msisdn and `ts`, `route_event`); pydantic's
+`validate_json` with the contract's validators costs about 5.7 µs for a typical mt event,
+msgspec's typed decode under 1 µs. The pydantic models stay the
 contract's one schema (docs/contract.md, the exported JSON Schemas): this module only
 *accepts* what they accept, faster.
 
