@@ -120,7 +120,11 @@ async def _drive(
         t = time.process_time()
         if timed and prof is not None:
             prof.enable()
+        if timed and _VG is not None:
+            _VG.start()
         await worker.step(batch, ends)
+        if timed and _VG is not None:
+            _VG.stop()
         if timed and prof is not None:
             prof.disable()
         if timed:
@@ -129,6 +133,31 @@ async def _drive(
     worker.close()
     out = crashkit.outcome(broker, worker.settings, {}, [], batches, 0, 0)
     return cpu, batches, out
+
+
+#: `--callgrind`: the instrumentation switch of callgrind (valgrind's client requests, in
+#: a helper library compiled on first use), so that only the timed batches are counted
+_VG: Any = None
+_VG_SOURCE = """#include <valgrind/callgrind.h>
+void start(void) { CALLGRIND_START_INSTRUMENTATION; }
+void stop(void) { CALLGRIND_STOP_INSTRUMENTATION; }
+"""
+
+
+def callgrind_switch() -> Any:
+    """ctypes handle of start()/stop() around CALLGRIND_{START,STOP}_INSTRUMENTATION."""
+    import ctypes
+    import subprocess
+
+    build = Path(tempfile.gettempdir()) / "smsmon-bench-vgctl"
+    build.mkdir(exist_ok=True)
+    lib = build / "vgctl.so"
+    if not lib.exists():
+        (build / "vgctl.c").write_text(_VG_SOURCE)
+        subprocess.run(
+            ["cc", "-O2", "-shared", "-fPIC", "-o", str(lib), str(build / "vgctl.c")], check=True
+        )
+    return ctypes.CDLL(str(lib))
 
 
 def run_once(
@@ -158,7 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--profile", help="cProfile of the timed batches (last case) to this file")
     ap.add_argument("--json", help="the figures as JSON")
+    ap.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions instead (run under `valgrind --tool=callgrind "
+        "--instr-atstart=no`; needs cc and valgrind's headers): only the timed batches "
+        "are instrumented, and callgrind's total is their instruction count",
+    )
     args = ap.parse_args(argv)
+    if args.callgrind:
+        global _VG
+        _VG = callgrind_switch()
     crashkit.PARTITIONS = PARTITIONS  # read at call time by settings_for and input_order
     cases = [
         (m, k)

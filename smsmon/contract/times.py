@@ -18,9 +18,20 @@ _MS = dt.timedelta(milliseconds=1)
 _US = dt.timedelta(microseconds=1)
 
 
+# The last datetime `to_ms` converted and its value: the worker and the rules convert one
+# event's `ts` several times (routing, watermark, windows), and a datetime is immutable.
+_LAST_MS: tuple[dt.datetime | None, int] = (None, 0)
+
+
 def to_ms(ts: dt.datetime) -> int:
     """Epoch milliseconds of an aware datetime, floored."""
-    return (ts - EPOCH) // _MS
+    global _LAST_MS
+    last = _LAST_MS
+    if last[0] is ts:
+        return last[1]
+    ms = (ts - EPOCH) // _MS
+    _LAST_MS = (ts, ms)
+    return ms
 
 
 def to_us(ts: dt.datetime) -> int:

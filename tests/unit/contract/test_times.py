@@ -59,3 +59,15 @@ def test_before_1970_milliseconds_floor_towards_the_past() -> None:
     ts = dt.datetime(1969, 12, 31, 23, 59, 59, 999_500, tzinfo=dt.UTC)
     assert to_us(ts) == -500
     assert to_ms(ts) == -1  # int(ts.timestamp() * 1000) would give 0
+
+
+def test_to_ms_remembers_only_the_same_object() -> None:
+    """`to_ms` keeps its last answer for the identical datetime: equal instants in other
+    objects, and other instants in between, are converted afresh."""
+    a = dt.datetime(2026, 11, 11, 0, 0, 0, 999, tzinfo=dt.UTC)
+    b = dt.datetime(2026, 11, 11, 8, 0, 0, 1000, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+    assert to_ms(a) == to_ms(a) == 1_794_355_200_000
+    assert to_ms(b) == 1_794_355_200_001
+    assert to_ms(a) == 1_794_355_200_000
+    before = dt.datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC)
+    assert to_ms(before) == to_ms(before) == -1
