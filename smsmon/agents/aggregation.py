@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from smsmon.agents.emit import fail_fast, publish_alert, send_failed
+from smsmon.agents.emit import fail_fast, publish_alerts, send_failed
 from smsmon.config.settings import Settings
 from smsmon.contract.models import Alert
 from smsmon.rules.aggregate import Aggregator, Progress, SubjectState
@@ -207,11 +207,9 @@ class Aggregation:
         self.tables.commit()
         self.metrics.late_events.inc(self.aggregator.late - late_before)
         self._top_subjects()
-        for alert in alerts:
-            self._publish(alert, t_batch)
-
-    def _publish(self, alert: Alert, t_in: float) -> None:
-        publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
+        publish_alerts(
+            self.out, self.settings, self.metrics, self.book, ((a, t_batch) for a in alerts)
+        )
 
     def _top_subjects(self) -> None:
         closed = self.aggregator.closed_counts

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from smsmon.agents.aggregation import Aggregation
-from smsmon.agents.emit import fail_fast, publish_alert, send_failed
+from smsmon.agents.emit import fail_fast, publish_alerts, send_failed
 from smsmon.config.settings import Settings
 from smsmon.contract.canonical import MsisdnHasher, partition_for
 from smsmon.contract.codec import (
@@ -233,6 +233,7 @@ class Pipeline:
         self.out = BatchOutput(wiring.app, on_error=send_failed, txn=self.txn)
         self.tables = TableWriter(self.out, settings.batched_changelog, self.txn is not None)
         self._direct_known: bool | None = None  # see _direct_tables
+        self._rekeyed: collections.Counter[str] = collections.Counter()  # label -> forwarded
         self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
@@ -790,8 +791,10 @@ class Pipeline:
         self.metrics.late_events.inc(self.stage1.late - late_before)
         for (kind, category), count in b.kinds.items():
             self.metrics.events.labels(kind, category).inc(count)
-        for alert, t_in in b.alerts:
-            self._publish_alert(alert, t_in)
+        for label, n in self._rekeyed.items():
+            self.metrics.rekeyed.labels(label).inc(n)
+        self._rekeyed.clear()
+        publish_alerts(self.out, self.settings, self.metrics, self.book, b.alerts)
 
     def _flush_tables(self) -> None:
         write = self.tables.write
@@ -810,9 +813,6 @@ class Pipeline:
         self.tables.commit()
 
     # -- outputs --------------------------------------------------------------------------
-
-    def _publish_alert(self, alert: Alert, t_in: float) -> None:
-        publish_alert(self.out, self.settings, self.metrics, self.book, alert, t_in)
 
     def _publish_consent(self, record: ConsentRecord) -> None:
         self.out.add(
@@ -916,7 +916,7 @@ class Pipeline:
                 (FROM_OFFSET_HEADER, str(m.offset).encode()),
             ],
         )
-        self.metrics.rekeyed.labels(label).inc()
+        self._rekeyed[label] += 1  # counted per batch (_finish_batch)
 
     def _dead_letter(self, m: Any, reason: str, error: str) -> None:
         topic, partition, offset = self._provenance(m)
