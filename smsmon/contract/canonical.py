@@ -68,6 +68,23 @@ def _is_punct_or_space(ch: str) -> bool:
     return cat[0] in ("P", "Z", "S") or ch.isspace() or cat == "Cc"
 
 
+# The last text `folded` normalised and its result: the content rules fold one message's
+# text two or three times (opt-out, sector, classifier), and NFKC is most of their cost.
+_LAST_FOLDED: tuple[str | None, str] = (None, "")
+
+
+def folded(text: str) -> str:
+    """`unicodedata.normalize("NFKC", text).casefold()`, remembered for the last text (by
+    identity: a str is immutable)."""
+    global _LAST_FOLDED
+    last = _LAST_FOLDED
+    if last[0] is text:
+        return last[1]
+    s = unicodedata.normalize("NFKC", text).casefold()
+    _LAST_FOLDED = (text, s)
+    return s
+
+
 def normalize_keyword(text: str) -> str:
     """NFKC, case-fold, and trim whitespace and punctuation from both ends."""
     s = unicodedata.normalize("NFKC", text).casefold()

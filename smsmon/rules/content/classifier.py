@@ -6,12 +6,13 @@ import functools
 import json
 import math
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from smsmon.contract.canonical import folded
 
 __all__ = [
     "FORMAT",
@@ -58,7 +59,7 @@ def mask_text(text: str) -> str:
     and whitespace is removed (so 限 时 抢 购 reads 限时抢购).  Only the first
     2000 characters are considered.
     """
-    s = unicodedata.normalize("NFKC", text[:_MAX_CHARS]).casefold()
+    s = folded(text[:_MAX_CHARS])
     s = _PRIVATE_USE.sub("", s)
     s = _URL.sub(URL_TOKEN, s)
     s = _DIGITS.sub(_DIGIT_TOKEN, s)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from smsmon.contract.canonical import folded
+
 __all__ = ["has_optout", "normalise_for_optout"]
 
 # Reply codes carriers and platforms accept for "stop sending me this".  Longer
@@ -68,7 +70,7 @@ def normalise_for_optout(text: str) -> str:
     then drop whitespace, punctuation (quotes, brackets, colons, commas) and
     zero-width characters, so that 回复 “Ｔ Ｄ” 退订 reads 回复td退订.
     """
-    return unicodedata.normalize("NFKC", text).casefold().translate(_DROP)
+    return folded(text).translate(_DROP)
 
 
 def has_optout(text: str) -> bool:

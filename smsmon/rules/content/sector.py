@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Literal
+
+from smsmon.contract.canonical import folded
 
 __all__ = ["Sector", "marketing_sector"]
 
@@ -73,7 +74,7 @@ def marketing_sector(text: str) -> Sector:
     sells both goods and credit ("12期免息") is reported as consumer finance, the category
     regulators single out.  A text with no sector term is `other`.
     """
-    s = unicodedata.normalize("NFKC", text).casefold()
+    s = folded(text)
     finance = _score(s, _FINANCE) + (3 if _FINANCE_SENDER.search(s) else 0)
     retail = _score(s, _RETAIL)
     other = _score(s, _OTHER)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from smsmon.contract.canonical import (
     canonical_port,
     canonical_signature,
     extract_signature,
+    folded,
     mask_msisdn,
     normalize_keyword,
     partition_for,
@@ -313,3 +315,12 @@ def test_the_memos_of_hashes_and_partitions_stay_bounded_and_exact(
         assert hasher(m) == f"k1:{digest}"
     assert len(canonical._PARTITIONS) <= 64
     assert len(hasher._memo) <= 64
+
+
+@given(st.lists(st.text(max_size=40), min_size=1, max_size=6))
+def test_folded_is_nfkc_then_casefold_whatever_came_before(texts: list[str]) -> None:
+    """`folded` remembers its last text by identity: a text, the same object again, equal
+    texts in other objects and others in between all get NFKC + case-fold of themselves."""
+    for text in texts + texts[::-1] + [t + "" for t in texts]:
+        assert folded(text) == unicodedata.normalize("NFKC", text).casefold()
+        assert folded(text) == unicodedata.normalize("NFKC", text).casefold()
