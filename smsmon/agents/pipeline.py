@@ -234,6 +234,7 @@ class Pipeline:
         self.tables = TableWriter(self.out, settings.batched_changelog, self.txn is not None)
         self._direct_known: bool | None = None  # see _direct_tables
         self._rekeyed: collections.Counter[str] = collections.Counter()  # label -> forwarded
+        self._sources: dict[tuple[bool, int], str] = {}  # see _source_name
         self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
@@ -649,9 +650,8 @@ class Pipeline:
                 self._forward(m, target, ORIGIN_EVENTS, "events")
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
                 return
-        if self.state.subscribers.seen(
-            ev.msisdn.encode(), ev.event_id, self.engine.config.dedup_ids, event
-        ):
+        mkey = ev.msisdn.encode()
+        if self.state.subscribers.seen(mkey, ev.event_id, self.engine.config.dedup_ids, event):
             self.metrics.duplicates.inc()
             b.repeat(m)
             return
@@ -661,10 +661,9 @@ class Pipeline:
         b.kinds[(ev.kind, ev.category if ev.kind == "mt" else "none")] += 1
         t_in = m.time_in if m.time_in is not None else b.t_batch
         b.alerts.extend((a, t_in) for a in out.alerts)
-        source = f"{'r' if rekeyed else 'e'}{m.partition}"
+        source = self._source_name(rekeyed, m.partition)
         if isinstance(ev, MtEvent) and out.verdict is not None:
             subscribers = self.state.subscribers
-            mkey = ev.msisdn.encode()
             flood = subscribers.flood(mkey)
             found = self.stage1.on_mt(
                 source,
@@ -690,6 +689,13 @@ class Pipeline:
                 self.metrics.unsubscribes_unattributed.labels(out.unattributed).inc()
         for rec in out.revocations:
             self._publish_consent(rec)
+
+    def _source_name(self, rekeyed: bool, partition: int) -> str:
+        """Stage 1's source name of a partition: e<P> (events), r<P> (re-keying topic)."""
+        name = self._sources.get((rekeyed, partition))
+        if name is None:
+            name = self._sources[(rekeyed, partition)] = f"{'r' if rekeyed else 'e'}{partition}"
+        return name
 
     def _misplaced(self, m: Any, ctx: DecodeContext) -> tuple[int, int] | None:
         """(home partition, event time ms) of a gateway event read on another partition,
