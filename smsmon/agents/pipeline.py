@@ -235,6 +235,7 @@ class Pipeline:
         self._direct_known: bool | None = None  # see _direct_tables
         self._rekeyed: collections.Counter[str] = collections.Counter()  # label -> forwarded
         self._sources: dict[tuple[bool, int], str] = {}  # see _source_name
+        self._rekey_topic = settings.rekey_topic  # a property: an f-string per call
         self.state = TableState(self.tables, wiring.consent, wiring.subscribers)
         self.traffic_config = TrafficConfig()
         self.stage1 = Stage1(
@@ -335,6 +336,8 @@ class Pipeline:
         if self.txn is not None:
             faust_compat.use_transactions(inputs | {s.counts_topic})
             app.task(self._start_transactions)
+        else:
+            faust_compat.track_handouts()
         from smsmon import __version__
         from smsmon.contract.models import SCHEMA_VERSION
 
@@ -569,10 +572,11 @@ class Pipeline:
         handlers = self._handlers
         state = self.state
         bind = not self._direct_tables
+        rekey_topic = self._rekey_topic
         for event in batch:
             m = event.message
             positions[(m.topic, m.partition)] = m.offset + 1
-            rekeyed = m.topic == self.settings.rekey_topic
+            rekeyed = m.topic == rekey_topic
             origin = _header(m, ORIGIN_HEADER) if rekeyed else None
             if bind:
                 bind_event(event)
@@ -660,7 +664,8 @@ class Pipeline:
         # __getattr__ and an AttributeError
         b.kinds[(ev.kind, ev.category if ev.kind == "mt" else "none")] += 1
         t_in = m.time_in if m.time_in is not None else b.t_batch
-        b.alerts.extend((a, t_in) for a in out.alerts)
+        if out.alerts:
+            b.alerts.extend((a, t_in) for a in out.alerts)
         source = self._source_name(rekeyed, m.partition)
         if isinstance(ev, MtEvent) and out.verdict is not None:
             subscribers = self.state.subscribers
@@ -678,7 +683,8 @@ class Pipeline:
                 origin=self._origin_of(m) if rekeyed else None,
             )
             subscribers.set_flood(mkey, flood, event)
-            b.alerts.extend((a, t_in) for a in found)
+            if found:
+                b.alerts.extend((a, t_in) for a in found)
         else:
             self.stage1.on_other(
                 source, m.partition, m.offset, to_ms(ev.ts), b.wall_ms, drives=not rekeyed
@@ -912,7 +918,7 @@ class Pipeline:
 
     def _forward(self, m: Any, target: int, origin: bytes, label: str) -> None:
         self.out.add(
-            self.settings.rekey_topic,
+            self._rekey_topic,
             m.key,
             m.value,
             partition=target,

@@ -310,14 +310,13 @@ def use_transactions(topics: frozenset[str]) -> None:
     """Under the transactional protocol: read every topic `read_committed`, leave the offsets
     of `topics` to the batch transactions, and end a changelog recovery once the fetch
     position passed the changelog's last offset (a transaction marker is never delivered)."""
-    from aiokafka.consumer.fetcher import FetchResult
     from faust.tables import recovery
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
 
     HOOKS.txn_topics = topics
+    track_handouts()
     if "commit_offsets" not in _ORIGINAL:
-        _ORIGINAL["getall"] = FetchResult.getall
         _ORIGINAL["commit_offsets"] = Consumer._commit_offsets
         _ORIGINAL["active_remaining"] = Recovery.active_remaining
         _ORIGINAL["standby_remaining"] = Recovery.standby_remaining
@@ -326,9 +325,19 @@ def use_transactions(topics: frozenset[str]) -> None:
     Recovery.active_remaining = _remaining("active")  # type: ignore[method-assign]
     Recovery.standby_remaining = _remaining("standby")  # type: ignore[method-assign]
     recovery.asyncio = _RecoveryAsyncio()  # type: ignore[attr-defined,assignment]
+    _CONSUMER_OPTIONS["read_committed"] = True
+
+
+def track_handouts() -> None:
+    """Note, per partition, the last record aiokafka hands out (`_getall`, `_FETCHES`):
+    under either processing protocol, so that a partition that never handed a record out
+    counts as read to its end (`untouched_position`, defect 14)."""
+    from aiokafka.consumer.fetcher import FetchResult
+
+    if "getall" not in _ORIGINAL:
+        _ORIGINAL["getall"] = FetchResult.getall
     FetchResult.getall = _getall
     _FETCHES["tracked"] = True
-    _CONSUMER_OPTIONS["read_committed"] = True
 
 
 async def _commit_offsets(self: Any, offsets: Any, start_new_transaction: bool = True) -> bool:
@@ -521,8 +530,8 @@ def markers_only_tail(
 
 def untouched_position(consumer: Any, tp: Any) -> int | None:
     """aiokafka's fetch position of `tp` if this process never handed out a record of it;
-    None if it did, if a hand-out is under way, or if hand-outs are not tracked (only under
-    the transactional protocol, `use_transactions`).
+    None if it did, if a hand-out is under way, or if hand-outs are not tracked
+    (`track_handouts`, which the worker calls under either processing protocol).
 
     Such a position was reached over nothing but transaction markers and aborted records, or
     is where an empty partition starts: everything below it is read. Without it, a partition
