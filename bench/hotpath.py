@@ -46,6 +46,7 @@ from bench.traffic import (
 from bench.traffic import partition_for as smsmon_partition
 from smsmon.agents.worker import tune_gc
 from smsmon.config.settings import Settings
+from smsmon.streams import faust_compat
 from tests.unit.agents import crashkit
 
 PARTITIONS = 8
@@ -106,6 +107,7 @@ async def _drive(
     worker.producer = crashkit.FakeProducer(broker, crasher, crashkit.Broken(), 1 << 30)
     assert worker.pipeline.txn is not None
     worker.pipeline.txn._producer = worker.producer
+    worker.pipeline.txn._watch = faust_compat.EndTxnWatch(worker.producer)
     consent_topic = worker.settings.topic_consent
     cpu = 0.0
     batches = 0

@@ -293,6 +293,32 @@ def new_transactional_producer(app: Any, transactional_id: str, timeout_ms: int)
     )
 
 
+class EndTxnWatch:
+    """Counts the EndTxn requests a transactional producer handed to its client's `send`.
+
+    aiokafka's sender looks up the transaction coordinator before it sends EndTxn, and a
+    lookup that meets a closed connection kills the sender: `commit_transaction` then raises
+    without telling whether EndTxn ever left. With this count unchanged since the commit was
+    asked for, it did not (it is counted before the client tries to send it), so the
+    transaction certainly did not commit and may be retried like a failure before the commit
+    (`Transactions._retrying`). `blind` marks a watch that cannot see (no client to wrap)."""
+
+    def __init__(self, producer: Any) -> None:
+        self.sent = 0
+        client: Any = getattr(producer, "client", None)
+        original = getattr(client, "send", None)
+        self.blind = original is None
+        if original is None:
+            return
+
+        async def send(node_id: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+            if type(request).__name__.startswith("EndTxn"):
+                self.sent += 1
+            return await original(node_id, request, *args, **kwargs)
+
+        client.send = send
+
+
 def offsets_for_transaction(offsets: Any) -> dict[Any, int]:
     """{(topic, partition): offset} as aiokafka's `send_offsets_to_transaction` takes them."""
     from aiokafka.structs import TopicPartition

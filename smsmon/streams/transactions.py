@@ -82,6 +82,12 @@ class Transactions:
         self.retries = 0
         self.on_retry: Callable[[], None] | None = None
         self._ending = False
+        # EndTxn requests of the current producer, and their count when the commit was asked
+        self._watch: faust_compat.EndTxnWatch | None = None
+        self._sent_before = 0
+        # False once a commit succeeded without the watch seeing its EndTxn (an aiokafka
+        # that sends it another way): from then on no failure of the commit is retried
+        self._watch_sees = True
 
     async def producer(self) -> Any:
         """The started producer; the first call starts it (which aborts a transaction the
@@ -124,6 +130,7 @@ class Transactions:
         producer = faust_compat.new_transactional_producer(
             self.app, self.transactional_id, self.timeout_ms
         )
+        self._watch = faust_compat.EndTxnWatch(producer)
         try:
             await producer.start()
         except BaseException:
@@ -144,12 +151,12 @@ class Transactions:
         """Send `records` and commit `offsets` (next offset to read, by input partition) in
         one transaction; return the offset of the last record sent per (topic, partition).
 
-        A Kafka error before the commit was asked for (a broker restart: aiokafka's sender
+        A Kafka error before the EndTxn request was sent (a broker restart: aiokafka's sender
         gives up on a closed connection while it looks up a coordinator, and its producer is
         dead) retries the whole transaction on a new producer with the same transactional
         id, whose start aborts the failed one: the same records and offsets, so the same
-        outcome, without a restart. Anything else, and any failure from the commit request
-        on (the transaction may have committed), raises; the caller must then stop the
+        outcome, without a restart. Anything else, and any failure once EndTxn may have left
+        (the transaction may have committed), raises; the caller must then stop the
         process without applying or acknowledging anything (the restarted producer aborts
         the transaction, or it committed and the restart recovers it)."""
         async with self.lock:
@@ -167,22 +174,30 @@ class Transactions:
                 self._ending = False
                 return await self._commit(producer, records, offsets)
             except Exception as exc:
-                if self._ending or not _retriable(exc):
+                if not _retriable(exc) or (self._ending and self._end_may_have_left()):
                     raise
                 attempt += 1
                 self.retries += 1
                 if self.on_retry is not None:
                     self.on_retry()
                 log.warning(
-                    "transaction of %d records failed before its commit (%s: %s); "
+                    "transaction of %d records failed before its %s (%s: %s); "
                     "retrying it on a new producer (attempt %d)",
                     sum(len(r) for r in records.values()),
+                    "EndTxn request was sent" if self._ending else "commit",
                     type(exc).__name__,
                     exc,
                     attempt,
                 )
                 await self._discard_producer()
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
+    def _end_may_have_left(self) -> bool:
+        """Whether the failed commit's EndTxn request may have been sent (`EndTxnWatch`)."""
+        watch = self._watch
+        if watch is None or watch.blind or not self._watch_sees:
+            return True
+        return watch.sent != self._sent_before
 
     async def _discard_producer(self) -> None:
         producer, self._producer, self._starting = self._producer, None, None
@@ -234,8 +249,20 @@ class Transactions:
             end = meta.offset + count - 1
             if end > last.get(tp, -1):
                 last[tp] = end
+        watch = self._watch
+        self._sent_before = watch.sent if watch is not None else 0
         self._ending = True  # from here on the transaction may commit
         await producer.commit_transaction()
+        if (
+            self._watch_sees
+            and (futures or offsets)
+            and (watch is None or watch.blind or watch.sent == self._sent_before)
+        ):
+            self._watch_sees = False
+            log.warning(
+                "a transaction committed without an EndTxn request seen by the watch; "
+                "a failed commit is no longer retried (this aiokafka sends it another way)"
+            )
         self.offsets.update(offsets)
         self.committed += 1
         if self.observe is not None:

@@ -192,6 +192,17 @@ class FakeBatch:
         return types.SimpleNamespace(offset=len(self.records) - 1)
 
 
+class EndTxnRequest:
+    """What aiokafka's sender hands its client to end a transaction (named as aiokafka's)."""
+
+
+class FakeClient:
+    """aiokafka's client as the sender uses it (`faust_compat.EndTxnWatch` wraps `send`)."""
+
+    async def send(self, node_id: Any, request: Any, **_: Any) -> None:
+        return None
+
+
 class FakeProducer:
     """A transactional producer on `Broker`: records of the open transaction are in the logs
     at once (they take offsets) but visible only once it commits."""
@@ -206,6 +217,7 @@ class FakeProducer:
         self.txn: int | None = None
         self._touched: set[tuple[str, int]] = set()
         self._offsets: dict[tuple[str, int], int] = {}
+        self.client = FakeClient()
 
     async def partitions_for(self, topic: str) -> set[int]:
         return set(range(PARTITIONS))
@@ -242,6 +254,7 @@ class FakeProducer:
     async def commit_transaction(self) -> None:
         assert self.txn is not None
         self.crasher.hit("commit-before")
+        await self.client.send(0, EndTxnRequest())
         self.broker.txns[self.txn] = "committed"
         for topic, partition in sorted(self._touched):
             self.broker.append(topic, partition, None, None, txn=self.txn, control=True)
@@ -413,6 +426,7 @@ class Worker:
         assert self.pipeline.txn is not None
         self.producer = FakeProducer(broker, crasher, broken)
         self.pipeline.txn._producer = self.producer
+        self.pipeline.txn._watch = faust_compat.EndTxnWatch(self.producer)
         if broken.blind_reads:
             writer = self.pipeline.tables
             writer.read = lambda table, key, reader: (  # type: ignore[method-assign]
