@@ -40,6 +40,7 @@ from bench.harness import (
     wait_until,
 )
 from bench.profiling import summarize_profile
+from bench.quiet import wait_quiet
 from bench.report import log
 from bench.traffic import LATENCY_SPAN_S, SECRET, SPAN_S, Rec, consent_stream, enc, simulation
 
@@ -351,6 +352,7 @@ def one_worker_phases(
             )
 
     try:
+        res["quiet"] = {"one_worker": wait_quiet(log)}
         log(f"(2) producing {len(records):,} records as fast as possible into one worker")
         batches0 = (w.sample("smsmon_batch_events_count"), w.sample("smsmon_batch_events_sum"))
         txn0 = (
@@ -426,6 +428,7 @@ def one_worker_phases(
         }
 
         # -- (1) raw ceiling on the same events topic (the worker is idle now)
+        res["quiet"]["raw"] = wait_quiet(log)
         log("(1) raw ceiling: plain aiokafka consumer over the same events topic")
         res["raw"] = raw_ceiling(
             broker.bootstrap, env["SMSMON_TOPIC_EVENTS"], args.partitions, kinds_events(records)

@@ -637,15 +637,16 @@ class Pipeline:
         key when it has one) and its event time (`route_event`); it is decoded fully once,
         at its home partition, and dead-lettered there if invalid, under its origin's
         topic, partition and offset (`_dead_letter`)."""
+        key_ms = key_msisdn(m.key) if m.key is not None else None
         if not rekeyed:
-            routed = self._misplaced(m, b.ctx)
+            routed = self._misplaced(m, key_ms, b.ctx)
             if routed is not None:
                 target, ts_ms = routed
                 self._origin_read(m.partition, ts_ms, b.wall_ms)
                 self._forward(m, target, ORIGIN_EVENTS, "events")
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
                 return
-        ev = decode_event(m.value, m.key, b.ctx)
+        ev = decode_event(m.value, m.key, b.ctx, key_ms)
         target = partition_for(ev.msisdn, self.settings.partitions)
         if not rekeyed:
             ts_ms = to_ms(ev.ts)
@@ -703,17 +704,14 @@ class Pipeline:
             name = self._sources[(rekeyed, partition)] = f"{'r' if rekeyed else 'e'}{partition}"
         return name
 
-    def _misplaced(self, m: Any, ctx: DecodeContext) -> tuple[int, int] | None:
+    def _misplaced(self, m: Any, msisdn: str | None, ctx: DecodeContext) -> tuple[int, int] | None:
         """(home partition, event time ms) of a gateway event read on another partition,
         told without decoding it fully; None: in place, or not told cheaply (decode it).
-        A record keyed by its msisdn in place (the contract's producers) costs one key
-        lookup here, nothing more."""
+        `msisdn` is the record's key's (`key_msisdn`). A record keyed by its msisdn in place
+        (the contract's producers) costs one partition lookup here, nothing more."""
         n = self.settings.partitions
-        msisdn = None
-        if m.key is not None:
-            msisdn = key_msisdn(m.key)
-            if msisdn is None or partition_for(msisdn, n) == m.partition:
-                return None
+        if m.key is not None and (msisdn is None or partition_for(msisdn, n) == m.partition):
+            return None
         routed = route_event(m.value, msisdn, ctx)
         if routed is None:
             return None

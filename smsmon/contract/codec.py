@@ -124,8 +124,11 @@ def _check_raw(value: bytes | None, ctx: DecodeContext) -> bytes:
     return value
 
 
-def decode_event(value: bytes | None, key: bytes | None, ctx: DecodeContext) -> Event:
-    """Decode a gateway event; the key, when present, must be the same msisdn."""
+def decode_event(
+    value: bytes | None, key: bytes | None, ctx: DecodeContext, key_ms: str | None = None
+) -> Event:
+    """Decode a gateway event; the key, when present, must be the same msisdn. `key_ms` is
+    `key_msisdn(key)` when the caller has it already (None: not known, or no msisdn)."""
     if value is not None and len(value) <= ctx.max_event_bytes:
         vctx = ctx.validation_context()
         event = fast_event(value, vctx)
@@ -134,11 +137,11 @@ def decode_event(value: bytes | None, key: bytes | None, ctx: DecodeContext) -> 
     else:
         event = _validate_event(_check_raw(value, ctx), ctx.validation_context())
     if key is not None:
-        try:
-            key_msisdn = canonical_msisdn(key.decode("utf-8", errors="strict"))
-        except (CanonicalError, UnicodeDecodeError):
-            raise DecodeError("schema:key", "key is not a msisdn") from None
-        if key_msisdn != event.msisdn:
+        if key_ms is None:
+            key_ms = key_msisdn(key)
+            if key_ms is None:
+                raise DecodeError("schema:key", "key is not a msisdn")
+        if key_ms != event.msisdn:
             raise DecodeError("schema:key", "key and value name different msisdns")
     return event
 
