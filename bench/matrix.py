@@ -60,6 +60,8 @@ def one(
         "expected_alerts": d.get("data", {}).get("expected_alerts"),
         "peak_rss_mib": ow.get("peak_rss_mib"),
         "error": d.get("error"),
+        # bench.quiet before the timed phases: seconds waited, and whether it got quiet
+        "quiet": d.get("quiet"),
     }
     log(
         f"{mix}/{keying}: {row['events_per_s'] or 0:,.0f} events/s, "
