@@ -66,7 +66,10 @@ SUBSCRIBERS = 20_000
 FAST_SESSION = {"BROKER_SESSION_TIMEOUT": "10"}
 KILL_AT = (0.10, 0.25, 0.40)  # committed share of sms.events at each kill of the first worker
 TRIES = 3  # kills per stage until one shows outputs of uncommitted records
-RETRY_UNTIL = 0.6  # no retry past this committed share: the second worker needs input left
+# no retry past this committed share: the second worker needs input left, and a worker
+# restarted at 0.55 had committed all of the first 1 - HELD before the retry's kill (CI at
+# bcc1c07: the kill then found only re-keyed records uncommitted)
+RETRY_UNTIL = 0.5
 HELD = 0.25  # share of sms.events produced only once the second worker joined
 
 
@@ -224,8 +227,12 @@ class Storm:
         k = Kill(label, sum(committed.values()) / self.events, uncommitted, shown, committed)
         self.kills.append(k)
         print(f"[{time.monotonic() - self.t0:6.1f}s] kill {k}")
-        gap = {p: end - c for (t, p), (c, end) in pos.items() if t == events_topic}
-        assert sum(gap.values()) > 0, f"{label}: all of sms.events committed at the kill: {pos}"
+        # events in flight: on sms.events, or already re-keyed and not yet committed there
+        rekey_topic = f"{self.env.prefix}-rekey"
+        gap = {
+            (t, p): end - c for (t, p), (c, end) in pos.items() if t in (events_topic, rekey_topic)
+        }
+        assert sum(gap.values()) > 0, f"{label}: every event committed at the kill: {pos}"
         return k
 
     def settled(self, workers: list[Worker], timeout: float = 300) -> None:
