@@ -438,10 +438,7 @@ class Pipeline:
                 batch = [Delivery(m) for m in messages]
                 self.process_batch(batch)
                 previous = self._in_flight
-                job = self._in_flight = asyncio.ensure_future(
-                    self._commit_after(previous, self._seal(batch, ends), messages)
-                )
-                job.add_done_callback(_stop_on_failure)
+                self._in_flight = self._start_job(previous, self._seal(batch, ends), messages)
             if previous is not None:
                 await previous
         except Exception:
@@ -453,6 +450,15 @@ class Pipeline:
         offsets = self._offsets(batch, ends)
         delta, self._consent_delta = self._consent_delta, 0
         return _SealedBatch(self.out.take(), self.tables.seal(), offsets, delta)
+
+    def _start_job(
+        self, previous: asyncio.Future[None] | None, sealed: _SealedBatch, messages: list[Any]
+    ) -> asyncio.Future[None]:
+        """The transaction of `sealed`, started after `previous`; its failure stops the
+        process."""
+        job = asyncio.ensure_future(self._commit_after(previous, sealed, messages))
+        job.add_done_callback(_stop_on_failure)
+        return job
 
     async def _commit_after(
         self, previous: asyncio.Future[None] | None, sealed: _SealedBatch, messages: list[Any]
@@ -513,11 +519,24 @@ class Pipeline:
         First, under the transactional protocol: input partitions that stayed quiet since the
         last tick with only transaction markers left get their offsets committed past them
         (`Transactions.commit_tail`), so the committed offsets reach the end when traffic
-        stops."""
+        stops.
+
+        While a batch's transaction is in flight (`_deliver_pipelined`), the tick neither
+        waits for it nor commits the tails: what it queues is committed in a transaction
+        chained after that one (`_commit_after`), and the lock is released at once. Waiting
+        for it under the lock, as the tick used to, held the next batch back once a second
+        for a whole transaction: 12 % of the worker's wall time at full rate
+        (docs/performance.md)."""
         if not self.loader.ready.is_set():
             return
         try:
             async with self._out_lock:
+                job = self._in_flight
+                if job is not None and not job.done():
+                    self._queue_tick_output(int(time.time() * 1000))
+                    if len(self.out):
+                        self._in_flight = self._start_job(job, self._seal([], None), [])
+                    return
                 await self._settle()
                 if self.txn is not None:
                     consumer = self.w.app.consumer
@@ -528,13 +547,16 @@ class Pipeline:
                     for key, end in tail.items():
                         if key in self._positions:
                             self._positions[key] = max(self._positions[key], end)
-                wall_ms = int(time.time() * 1000)
-                self._send_markers(wall_ms)
-                for q, partial in self.stage1.heartbeat(wall_ms):
-                    self.out.add(self.settings.counts_topic, None, partial.encode(), partition=q)
+                self._queue_tick_output(int(time.time() * 1000))
                 await self.out.flush()
         except Exception:
             fail_fast("watermark tick")
+
+    def _queue_tick_output(self, wall_ms: int) -> None:
+        """The tick's markers and watermark-only partials, queued with the batches' output."""
+        self._send_markers(wall_ms)
+        for q, partial in self.stage1.heartbeat(wall_ms):
+            self.out.add(self.settings.counts_topic, None, partial.encode(), partition=q)
 
     async def validate_reference(self, stream: Any) -> AsyncIterator[None]:
         scratch = ReferenceBook()

@@ -424,6 +424,10 @@ class Worker:
         )
         self.pipeline = Pipeline(s, wiring, Metrics(CollectorRegistry()))
         assert self.pipeline.txn is not None
+        # the batch transactions (and those `Pipeline.tick` chains after one in flight) run
+        # here, where a crash ends only this incarnation, not the test process
+        self.pipeline._start_job = self._start_job  # type: ignore[method-assign]
+        self.pipeline.loader.ready.set()
         self.producer = FakeProducer(broker, crasher, broken)
         self.pipeline.txn._producer = self.producer
         self.pipeline.txn._watch = faust_compat.EndTxnWatch(self.producer)
@@ -515,14 +519,21 @@ class Worker:
         p.process_batch(batch)
         self.crasher.hit("processed")
         previous = p._in_flight
-        sealed = p._seal(batch, dict(ends))
-        p._in_flight = asyncio.ensure_future(self._commit_job(previous, sealed))
+        p._in_flight = p._start_job(previous, p._seal(batch, dict(ends)), [])
         if previous is not None:
             await previous
+
+    def _start_job(self, previous: Any, sealed: Any, messages: list[Any]) -> Any:
+        return asyncio.ensure_future(self._commit_job(previous, sealed))
 
     async def _commit_job(self, previous: Any, sealed: Any) -> None:
         await self.pipeline._commit_after(previous, sealed, [])
         self.crasher.hit("applied")
+
+    async def tick(self) -> None:
+        """`Pipeline.tick`, with a failure raised here rather than exiting the process."""
+        with mock.patch.object(pipeline_module, "fail_fast", _reraise):
+            await self.pipeline.tick()
 
     async def die(self) -> None:
         """SIGKILL: a transaction job still in flight runs no further."""
@@ -597,6 +608,11 @@ def frozen_clock() -> Iterator[None]:
         yield
 
 
+def _reraise(what: str) -> None:
+    """`fail_fast` in these tests: the failure (a `Crash`) goes on to the run loop."""
+    raise  # called in an except block, as fail_fast is
+
+
 def load_inputs(broker: Broker, inputs: list[tuple[str, int, bytes | None, bytes]]) -> None:
     for topic, partition, key, value in inputs:
         broker.append(topic, partition, key, value)
@@ -611,6 +627,7 @@ async def _run(
     broken: Broken,
     max_batches: int,
     pipelined: bool,
+    ticks: bool = False,
 ) -> Outcome:
     broker = Broker()
     load_inputs(broker, inputs)
@@ -633,6 +650,8 @@ async def _run(
                 await worker.step_pipelined(batch, ends)
             else:
                 await worker.step(batch, ends)
+            if ticks and batch:  # the 1-s timer, here after every batch
+                await worker.tick()
         except Crash:
             crasher.start(-1)
             await worker.die()
@@ -657,14 +676,17 @@ def run(
     broken: Broken = Broken(),
     max_batches: int = 10_000,
     pipelined: bool = False,
+    ticks: bool = False,
 ) -> Outcome:
     """Process `inputs` to the end in batches of `sizes` (cycled), crashing where `plans`
     say, in a fresh broker and fresh RocksDB directories under `root`; `pipelined`: each
-    batch processed while the previous one's transaction is still to commit."""
+    batch processed while the previous one's transaction is still to commit; `ticks`:
+    `Pipeline.tick` after each batch (its markers and partials ride in its own transaction,
+    or in one chained after the batch's still in flight)."""
     root.mkdir(parents=True, exist_ok=False)
     with frozen_clock():
         return asyncio.run(
-            _run(root, inputs, reference, sizes, plans or [], broken, max_batches, pipelined)
+            _run(root, inputs, reference, sizes, plans or [], broken, max_batches, pipelined, ticks)
         )
 
 

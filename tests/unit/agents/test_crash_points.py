@@ -223,6 +223,7 @@ def build(grants: set[tuple[int, int]], misplaced: set[int], ops: list[tuple[Any
     other=st.lists(st.integers(1, 40), min_size=1, max_size=3),
     plans=st.lists(PLAN, min_size=2, max_size=4),
     pipelined=st.booleans(),
+    ticks=st.booleans(),
 )
 def test_crashes_anywhere_publish_what_a_run_without_crash_publishes(
     grants: set[tuple[int, int]],
@@ -232,15 +233,24 @@ def test_crashes_anywhere_publish_what_a_run_without_crash_publishes(
     other: list[int],
     plans: list[Plan],
     pipelined: bool,
+    ticks: bool,
 ) -> None:
     """Also with each batch processed while the previous one's transaction commits (what
-    the worker does, `Pipeline._deliver_pipelined`): the reference run is sequential."""
+    the worker does, `Pipeline._deliver_pipelined`), and with the 1-s tick between batches
+    (its transaction chained after one in flight, crashes in it included): the reference
+    run is sequential, without ticks."""
     inp = build(grants, misplaced, ops)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ref = ck.run(root / "ref", inp.all(), inp.reference, sizes)
         crashed = ck.run(
-            root / "crash", inp.all(), inp.reference, sizes, plans, pipelined=pipelined
+            root / "crash",
+            inp.all(),
+            inp.reference,
+            sizes,
+            plans,
+            pipelined=pipelined,
+            ticks=ticks,
         )
         rebatched = ck.run(root / "other", inp.all(), inp.reference, other, pipelined=pipelined)
     fired = [p for p in plans if p.fired_at is not None]
@@ -248,6 +258,7 @@ def test_crashes_anywhere_publish_what_a_run_without_crash_publishes(
         event(f"crash at {p.step}")
     event(f"{len(fired)} crash(es)")
     event("pipelined" if pipelined else "sequential")
+    event("ticks" if ticks else "no ticks")
     if crashed.duplicates():
         event("duplicate alert ids")
     note(f"plans {plans}; batches {ref.batches}/{crashed.batches}")
