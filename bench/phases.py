@@ -358,6 +358,9 @@ def one_worker_phases(
         txn0 = (
             w.sample("smsmon_transaction_seconds_count"),
             w.sample("smsmon_transaction_seconds_sum"),
+            w.sample("smsmon_transaction_grouped_total"),
+            w.sample("smsmon_batch_wait_seconds_total", {"reason": "lock"}),
+            w.sample("smsmon_batch_wait_seconds_total", {"reason": "transaction"}),
         )
         r = measure(
             [w],
@@ -397,6 +400,15 @@ def one_worker_phases(
         # under the transactional protocol: transactions committed and the time spent in them
         diag["transactions"] = w.sample("smsmon_transaction_seconds_count") - txn0[0]
         diag["transaction_s"] = w.sample("smsmon_transaction_seconds_sum") - txn0[1]
+        # commit requests that rode in another's transaction (group commit)
+        diag["transactions_grouped"] = w.sample("smsmon_transaction_grouped_total") - txn0[2]
+        # the stage-1 batch loop's waits: for the batches' lock, for the previous transaction
+        diag["wait_lock_s"] = (
+            w.sample("smsmon_batch_wait_seconds_total", {"reason": "lock"}) - txn0[3]
+        )
+        diag["wait_transaction_s"] = (
+            w.sample("smsmon_batch_wait_seconds_total", {"reason": "transaction"}) - txn0[4]
+        )
         res["one_worker"] = {
             "rate": r.rate,
             "seconds": r.seconds,

@@ -253,6 +253,9 @@ class Pipeline:
         self._origin_read_wall: dict[int, int] = {}
         self._idle_sent: dict[int, int] = {}
         self._out_lock = asyncio.Lock()
+        # where the batch loop waited (smsmon_batch_wait_seconds_total)
+        self._wait_lock = metrics.batch_wait.labels("lock")
+        self._wait_txn = metrics.batch_wait.labels("transaction")
         self._ctx: DecodeContext | None = None
         # Exact count of consent pairs in the active partitions: recounted in full when the
         # assignment changes or a recovery ends, kept by per-batch deltas in between.
@@ -434,13 +437,18 @@ class Pipeline:
         consumer loop fetches and processes the next batch. Its records stay unacknowledged
         until it committed. Any failure stops the process (`fail_fast`)."""
         try:
+            asked = time.monotonic()
             async with self._out_lock:
+                got = time.monotonic()
+                self._wait_lock.inc(got - asked)
                 batch = [Delivery(m) for m in messages]
                 self.process_batch(batch)
                 previous = self._in_flight
                 self._in_flight = self._start_job(previous, self._seal(batch, ends), messages)
             if previous is not None:
+                asked = time.monotonic()
                 await previous
+                self._wait_txn.inc(time.monotonic() - asked)
         except Exception:
             fail_fast("check_events batch")
         return True
@@ -1105,6 +1113,7 @@ def transactions(settings: Settings, wiring: Wiring, metrics: Metrics) -> Transa
         observe=metrics.transaction_seconds.observe,
     )
     txn.on_retry = metrics.transaction_retries.inc
+    txn.on_grouped = metrics.transaction_grouped.inc
     return txn
 
 

@@ -91,6 +91,20 @@ class Metrics:
             "retried on a new transactional producer.",
             registry=registry,
         )
+        self.batch_wait = Counter(
+            "smsmon_batch_wait_seconds_total",
+            "Time the stage-1 batch loop waited instead of processing: for the batches' lock "
+            "(reason=lock: the watermark tick, reference validation) or for the previous "
+            "batch's transaction to commit (reason=transaction).",
+            ["reason"],
+            registry=registry,
+        )
+        self.transaction_grouped = Counter(
+            "smsmon_transaction_grouped_total",
+            "Commit requests (a batch of one agent, a watermark tick) that rode in a "
+            "transaction another request started (group commit).",
+            registry=registry,
+        )
         self.processing_errors = Counter(
             "smsmon_processing_errors_total",
             "Records whose processing raised; isolated to the dead-letter topic.",

@@ -18,8 +18,10 @@ start reads (`read_committed`) from RocksDB's stored changelog offset. Either wa
 changes state and output exactly once.
 
 The agents of one worker share this producer, so their transactions run one at a time
-(`lock`); a batch keeps its records unacknowledged until its transaction is committed, so a
-rebalance waits for it (Faust waits for unacked records before it revokes partitions).
+(`lock`), and requests that wait for one are committed together in the next (group commit,
+`Transactions.commit`); a batch keeps its records unacknowledged until its transaction is
+committed, so a rebalance waits for it (Faust waits for unacked records before it revokes
+partitions).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from smsmon.streams import faust_compat
 
@@ -53,6 +55,57 @@ log = logging.getLogger(__name__)
 
 #: A batch's records by (topic, partition): (key, value, headers) each.
 Records = Mapping[tuple[str, int], list[tuple[bytes | None, bytes | None, list[Any]]]]
+#: What a transaction sent by (topic, partition): (base offset, records) of each produce
+#: batch, in the order of the records.
+Sent = dict[tuple[str, int], list[tuple[int, int]]]
+
+
+class _Request(NamedTuple):
+    """One caller's records and offsets waiting for a transaction (`Transactions.commit`)."""
+
+    records: Records
+    offsets: Mapping[tuple[str, int], int]
+    done: asyncio.Future[dict[tuple[str, int], int]]
+
+
+class _Group:
+    """The requests of one transaction: their records merged by partition (in arrival
+    order), their offsets merged, and per request the index of its last record in each
+    partition's merged list."""
+
+    def __init__(self) -> None:
+        self.requests: list[_Request] = []
+        self.records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, list[Any]]]] = {}
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.ends: list[dict[tuple[str, int], int]] = []
+
+    def add(self, requests: list[_Request]) -> tuple[Records, dict[tuple[str, int], int]]:
+        """Add `requests`; return their records and offsets (what is new to send)."""
+        new_records: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, list[Any]]]] = {}
+        new_offsets: dict[tuple[str, int], int] = {}
+        for req in requests:
+            own: dict[tuple[str, int], int] = {}
+            for tp, recs in req.records.items():
+                if recs:
+                    into = self.records.setdefault(tp, [])
+                    into.extend(recs)
+                    new_records.setdefault(tp, []).extend(recs)
+                    own[tp] = len(into) - 1
+            for key, offset in req.offsets.items():
+                if offset > self.offsets.get(key, -1):
+                    self.offsets[key] = new_offsets[key] = offset
+            self.requests.append(req)
+            self.ends.append(own)
+        return new_records, new_offsets
+
+
+def _offset_of(batches: list[tuple[int, int]], index: int) -> int:
+    """The offset of the `index`-th record sent to a partition, from its produce batches."""
+    for base, count in batches:
+        if index < count:
+            return base + index
+        index -= count
+    raise IndexError("record index beyond what the transaction sent")
 
 
 class Transactions:
@@ -76,6 +129,10 @@ class Transactions:
         # called with each commit's duration in seconds (a histogram)
         self.observe = observe
         self.committed = 0
+        # requests waiting for the lock (`commit`), and how many rode in another's transaction
+        self._waiting: list[_Request] = []
+        self.grouped = 0
+        self.on_grouped: Callable[[float], None] | None = None  # a counter's `inc`
         #: the offset this worker last committed per input (topic, partition)
         self.offsets: dict[tuple[str, int], int] = {}
         # transactions retried on a new producer (`commit`), and a counter to call per retry
@@ -158,13 +215,64 @@ class Transactions:
         outcome, without a restart. Anything else, and any failure once EndTxn may have left
         (the transaction may have committed), raises; the caller must then stop the
         process without applying or acknowledging anything (the restarted producer aborts
-        the transaction, or it committed and the restart recovers it)."""
-        async with self.lock:
-            return await self._retrying(records, offsets)
+        the transaction, or it committed and the restart recovers it).
 
-    async def _retrying(
-        self, records: Records, offsets: Mapping[tuple[str, int], int]
-    ) -> dict[tuple[str, int], int]:
+        **Group commit.** A request that arrives while a transaction runs joins it if that
+        transaction has not asked for its commit yet (its records are sent and its offsets
+        added after the others', just before the EndTxn request); otherwise it waits for the
+        lock, and the first waiter to get it commits every waiting request in one
+        transaction. Each partition's records stay in arrival order, the input offsets are
+        merged (the agents read different topics), and each request gets the last offsets
+        of its own records. A worker's stage-1 and stage-2 agents used to commit one
+        transaction each, one after the other, and on a busy 2-core machine a transaction
+        takes 100-200 ms (docs/performance.md). All of a transaction's requests fail
+        together if it does."""
+        done: asyncio.Future[dict[tuple[str, int], int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        request = _Request(records, offsets, done)
+        self._waiting.append(request)
+        try:
+            async with self.lock:
+                if not done.done():
+                    group = _Group()
+                    group.add(self._take_waiting())
+                    await self._commit_group(group)
+        except asyncio.CancelledError:
+            # not taken into a transaction yet: it never will be (by identity: two requests
+            # may hold equal records)
+            self._waiting = [r for r in self._waiting if r is not request]
+            raise
+        return done.result()
+
+    def _take_waiting(self) -> list[_Request]:
+        waiting, self._waiting = self._waiting, []
+        return waiting
+
+    async def _commit_group(self, group: _Group) -> None:
+        """One transaction for `group`'s requests and those that join it (see `commit`);
+        each request's future gets its own last offsets, or the transaction's exception.
+        Called with the lock held."""
+        try:
+            sent = await self._retrying(group)
+        except Exception as exc:
+            for req in group.requests:
+                if not req.done.done():
+                    req.done.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the process stops): so are the others
+            for req in group.requests:
+                req.done.cancel()
+            raise
+        if len(group.requests) > 1:
+            self.grouped += len(group.requests) - 1
+            if self.on_grouped is not None:
+                self.on_grouped(len(group.requests) - 1)
+        for req, own in zip(group.requests, group.ends, strict=True):
+            if not req.done.done():
+                req.done.set_result({tp: _offset_of(sent[tp], i) for tp, i in own.items()})
+
+    async def _retrying(self, group: _Group, join: bool = True) -> Sent:
         """`_commit` on the current producer, again on a new one after a retriable failure
         before the commit request (`commit`). Called with the lock held."""
         attempt = 0
@@ -172,7 +280,7 @@ class Transactions:
             producer = await self.started()
             try:
                 self._ending = False
-                return await self._commit(producer, records, offsets)
+                return await self._commit(producer, group, join)
             except Exception as exc:
                 if not _retriable(exc) or (self._ending and self._end_may_have_left()):
                     raise
@@ -183,7 +291,7 @@ class Transactions:
                 log.warning(
                     "transaction of %d records failed before its %s (%s: %s); "
                     "retrying it on a new producer (attempt %d)",
-                    sum(len(r) for r in records.values()),
+                    sum(len(r) for r in group.records.values()),
                     "EndTxn request was sent" if self._ending else "commit",
                     type(exc).__name__,
                     exc,
@@ -216,15 +324,50 @@ class Transactions:
         async with self.lock:
             offsets = tail(self.offsets)
             if offsets:
-                await self._retrying({}, offsets)
+                only = _Group()
+                only.offsets.update(offsets)
+                await self._retrying(only, join=False)
         return offsets
 
-    async def _commit(
-        self, producer: Any, records: Records, offsets: Mapping[tuple[str, int], int]
-    ) -> dict[tuple[str, int], int]:
+    async def _commit(self, producer: Any, group: _Group, join: bool) -> Sent:
         t0 = time.monotonic()
-        last: dict[tuple[str, int], int] = {}
+        sent: Sent = {}
         await producer.begin_transaction()
+        await self._send(producer, group.records, group.offsets, sent)
+        if join and self._waiting:
+            # requests that came while this one was sent: theirs go out after it
+            joined = self._take_waiting()
+            records, offsets = group.add(joined)
+            await self._send(producer, records, offsets, sent)
+        watch = self._watch
+        self._sent_before = watch.sent if watch is not None else 0
+        self._ending = True  # from here on the transaction may commit
+        await producer.commit_transaction()
+        if (
+            self._watch_sees
+            and (sent or group.offsets)
+            and (watch is None or watch.blind or watch.sent == self._sent_before)
+        ):
+            self._watch_sees = False
+            log.warning(
+                "a transaction committed without an EndTxn request seen by the watch; "
+                "a failed commit is no longer retried (this aiokafka sends it another way)"
+            )
+        self.offsets.update(group.offsets)
+        self.committed += 1
+        if self.observe is not None:
+            self.observe(time.monotonic() - t0)
+        return sent
+
+    async def _send(
+        self,
+        producer: Any,
+        records: Records,
+        offsets: Mapping[tuple[str, int], int],
+        sent: Sent,
+    ) -> None:
+        """Send `records` and `offsets` in the open transaction; note each produce batch's
+        base offset and size in `sent` (in record order)."""
         futures: list[tuple[tuple[str, int], Any, int]] = []
         now = int(time.time() * 1000)
         for (topic, partition), recs in records.items():
@@ -246,25 +389,4 @@ class Transactions:
             )
         for tp, fut, count in futures:
             meta = await fut
-            end = meta.offset + count - 1
-            if end > last.get(tp, -1):
-                last[tp] = end
-        watch = self._watch
-        self._sent_before = watch.sent if watch is not None else 0
-        self._ending = True  # from here on the transaction may commit
-        await producer.commit_transaction()
-        if (
-            self._watch_sees
-            and (futures or offsets)
-            and (watch is None or watch.blind or watch.sent == self._sent_before)
-        ):
-            self._watch_sees = False
-            log.warning(
-                "a transaction committed without an EndTxn request seen by the watch; "
-                "a failed commit is no longer retried (this aiokafka sends it another way)"
-            )
-        self.offsets.update(offsets)
-        self.committed += 1
-        if self.observe is not None:
-            self.observe(time.monotonic() - t0)
-        return last
+            sent.setdefault(tp, []).append((meta.offset, count))
