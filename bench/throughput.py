@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     args.worker_env = worker_env_option(ap, args.worker_env)
+    if args.profile and not Path(sys.executable).with_name("py-spy").exists():
+        # found out only after the broker, the data and the worker were up, before this
+        ap.error(f"--profile needs py-spy beside {sys.executable}: pip install py-spy")
     args.events = args.events or (30_000 if args.quick else 300_000)
     args.consent_pairs = args.consent_pairs or (100_000 if args.quick else 1_000_000)
     args.latency_seconds = args.latency_seconds or (20.0 if args.quick else 60.0)
