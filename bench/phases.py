@@ -497,7 +497,8 @@ def latency_phase(
         due = min(len(recs), int((time.monotonic() - t0) * offered) + 1)
         while i < due:
             kind, key, value, eid = recs[i]
-            sent_at[eid] = time.time()
+            if eid:  # a complaint has none; nor has a window alert, which must not match it
+                sent_at[eid] = time.time()
             p.produce(topics[kind], key, value)
             i += 1
         p.poll()
@@ -520,6 +521,11 @@ def latency_phase(
     delta = [(le, c1 - c0) for (le, c1), (_, c0) in zip(buckets1, buckets0, strict=True)]
     new = {k: v for k, v in collector.snapshot().items() if k not in alerts0}
     lat = [wall - sent_at[eid] for wall, eid, _ in new.values() if eid in sent_at]
+    # the slowest alert of each rule (only per-message rules name an event)
+    slowest: dict[str, float] = {}
+    for wall, eid, rule in new.values():
+        if eid in sent_at:
+            slowest[rule] = max(slowest.get(rule, 0.0), wall - sent_at[eid])
     # Split with the alert's detected_at (the worker's clock when it processed the batch):
     # produce -> batch processing started, and batch start -> alert read back by the bench.
     det = collector.detected
@@ -540,6 +546,7 @@ def latency_phase(
         "e2e_p50_s": exact_quantile(lat, 0.50),
         "e2e_p99_s": exact_quantile(lat, 0.99),
         "e2e_max_s": max(lat) if lat else None,
+        "e2e_max_by_rule_s": dict(sorted(slowest.items())),
         "to_batch_p50_s": exact_quantile(before, 0.50),
         "to_batch_p99_s": exact_quantile(before, 0.99),
         "batch_to_read_p50_s": exact_quantile(after, 0.50),
