@@ -349,9 +349,15 @@ class Transactions:
             and (watch is None or watch.blind or watch.sent == self._sent_before)
         ):
             self._watch_sees = False
+            why = (
+                "the watch cannot see this producer's requests (it has no client to wrap)"
+                if watch is None or watch.blind
+                else "this aiokafka sends EndTxn another way"
+            )
             log.warning(
-                "a transaction committed without an EndTxn request seen by the watch; "
-                "a failed commit is no longer retried (this aiokafka sends it another way)"
+                "a transaction committed without an EndTxn request seen by the watch (%s); "
+                "a failed commit is no longer retried",
+                why,
             )
         self.offsets.update(group.offsets)
         self.committed += 1

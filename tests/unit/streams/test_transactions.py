@@ -165,6 +165,40 @@ def test_after_a_commit_the_watch_did_not_see_no_commit_failure_is_retried() -> 
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("blind", [False, True])
+def test_the_warning_says_why_the_watch_did_not_see_the_end_txn(
+    blind: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A producer without a client (the watch is blind) and an aiokafka that sends EndTxn
+    another way are told apart in the one warning, and it comes once."""
+
+    def new_producer(app: Any, tid: str, timeout: int) -> FakeProducer:
+        p = FakeProducer([], 1, None, KafkaError())
+        if blind:
+            del p.client  # nothing for the watch to wrap
+
+        async def commit() -> None:  # EndTxn not through `client.send`
+            p._step("commit")
+
+        p.commit_transaction = commit  # type: ignore[method-assign]
+        return p
+
+    async def main() -> None:
+        t = Transactions(None, "app-w1", "app", 10_000)
+        for offset in (5, 6):
+            await t.commit({("alerts", 0): [(b"k", b"v", [])]}, {("events", 0): offset})
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(txn_module.faust_compat, "new_transactional_producer", new_producer)
+        mp.setattr(txn_module.faust_compat, "offsets_for_transaction", lambda o: o)
+        with caplog.at_level("WARNING", logger=txn_module.log.name):
+            asyncio.run(main())
+    warnings = [r.getMessage() for r in caplog.records if "EndTxn" in r.getMessage()]
+    assert len(warnings) == 1
+    expected = "no client to wrap" if blind else "sends EndTxn another way"
+    assert expected in warnings[0] and "no longer retried" in warnings[0]
+
+
 def test_the_watch_counts_aiokafkas_own_end_txn_request() -> None:
     """On a real aiokafka producer (no broker: the client's send fails after the count)."""
     from aiokafka import AIOKafkaProducer
