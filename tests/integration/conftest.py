@@ -76,6 +76,16 @@ class Env:
     def topic(self, name: str) -> str:
         return f"{self.prefix}.{name}"
 
+    @property
+    def rekey_topic(self) -> str:
+        """The worker's re-keying topic (`Settings.rekey_topic`: the app id is the prefix)."""
+        return f"{self.prefix}-rekey"
+
+    @property
+    def counts_topic(self) -> str:
+        """The worker's stage-1 partials topic (`Settings.counts_topic`)."""
+        return f"{self.prefix}-counts"
+
     def start_worker(self, name: str = "w1", **extra: str) -> Worker:
         w = start_worker(name, self.settings_env(**extra), self.tmp)
         self.workers.append(w)

@@ -163,8 +163,8 @@ def input_topics(env: Env) -> list[str]:
         env.topic("sms.events"),
         env.topic("sms.ref.consent"),
         env.topic("sms.complaints"),
-        f"{env.prefix}-rekey",
-        f"{env.prefix}-counts",
+        env.rekey_topic,
+        env.counts_topic,
     ]
 
 

@@ -160,9 +160,7 @@ def test_pipeline_alerts_dead_letters_and_metrics_are_exact(kenv: Env) -> None:
     # 2. dead letters: one per malformed record, with its reason and original bytes
     dead = [json.loads(r.value) for r in read_all(kenv.bootstrap, kenv.topic("sms.events.dlq"))]
     assert Counter(d["reason"] for d in dead) == Counter(r for _, _, r in scenario.malformed)
-    assert all(
-        d["source_topic"] in (kenv.topic("sms.events"), f"{kenv.prefix}-rekey") for d in dead
-    )
+    assert all(d["source_topic"] in (kenv.topic("sms.events"), kenv.rekey_topic) for d in dead)
     assert all(d.get("value_text") or d.get("value_base64") for d in dead)
 
     # 3. metrics agree with the scenario

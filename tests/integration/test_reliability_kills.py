@@ -102,7 +102,7 @@ def test_replay_of_uncommitted_records_gives_the_same_alerts(kenv: Env) -> None:
     admin = KafkaAdminClient(bootstrap_servers=kenv.bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=kenv.bootstrap)
     try:
-        topics = [kenv.topic("sms.events"), f"{kenv.prefix}-rekey"]
+        topics = [kenv.topic("sms.events"), kenv.rekey_topic]
         tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t)]
         # A static member (docs/reliability.md) does not leave the group when it stops: the
         # group takes the offsets only once its session timed out and the group is empty.

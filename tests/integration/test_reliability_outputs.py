@@ -105,7 +105,7 @@ def test_published_records_carry_the_current_time(kenv: Env) -> None:
     published = {
         "alerts": read_topic(kenv.bootstrap, kenv.topic("sms.alerts")),
         "dead letters": read_topic(kenv.bootstrap, kenv.topic("sms.events.dlq")),
-        "re-keyed events": read_topic(kenv.bootstrap, f"{kenv.prefix}-rekey"),
+        "re-keyed events": read_topic(kenv.bootstrap, kenv.rekey_topic),
         "revocations": [
             r
             for r in read_topic(kenv.bootstrap, kenv.topic("sms.ref.consent"))

@@ -228,7 +228,7 @@ class Storm:
         self.kills.append(k)
         print(f"[{time.monotonic() - self.t0:6.1f}s] kill {k}")
         # events in flight: on sms.events, or already re-keyed and not yet committed there
-        rekey_topic = f"{self.env.prefix}-rekey"
+        rekey_topic = self.env.rekey_topic
         gap = {
             (t, p): end - c for (t, p), (c, end) in pos.items() if t in (events_topic, rekey_topic)
         }
@@ -412,7 +412,7 @@ def run_storm(tmp_path: Path, *, faults: bool) -> Verdict:
                 for t in (
                     env.topic("sms.alerts"),
                     f"{env.prefix}-subscribers-changelog",
-                    f"{env.prefix}-rekey",
+                    env.rekey_topic,
                 )
             }
             print(f"records in aborted transactions: {aborted}")
