@@ -76,7 +76,7 @@ class Metrics:
         self.batch_size = Histogram(
             "smsmon_batch_events",
             "Records per processed batch.",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000, 20_000),
             registry=registry,
         )
         self.transaction_seconds = Histogram(
