@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # Processing. Batches fill up to batch_max only when the worker has a backlog (a quiet
     # worker's batches are what arrived in batch_within_seconds); 20,000 rather than 5,000
     # halves the transactions of a backlogged worker: more events/s in 9 of 10
-    # interleaved pairs, +12 % on their mean (docs/performance.md, fifth round).
+    # interleaved pairs, +13 % on their mean (docs/performance.md, fifth round).
     batch_max: int = Field(default=20_000, ge=1)
     batch_within_seconds: float = Field(default=0.05, gt=0)
     # Event and complaint ids remembered per subscriber, in the subscribers table (committed
