@@ -5,11 +5,12 @@ no processing, `getmany` of up to 10,000) reading a whole topic, several times.
 prints one JSON line: `{"runs": [events/s, ...]}`.
 
 Why its own process: run inside the bench, the reads shared an interpreter with the bench's
-simulation, its expected alerts and its alert collector (millions of live objects): the
-100,000 consumer records of a read set off full garbage collections over that heap, and a
-read that met one ran at a fifth of the speed of one that did not (runs of 69,624 and
-403,507 events/s in one bench, 2026-12-04). A consumer application has no such heap; this
-process has only aiokafka's.
+simulation, its expected alerts (millions of live objects) and its alert collector's thread,
+and one read of a run could be five times slower than another (69,624 and 403,507 events/s
+in one bench, 2026-12-04; in their own process 307,569-429,402). Most likely the garbage
+collections that the reads' 100,000 consumer records set off over that heap: a read beside
+three million live objects in a test process had such slow reads now and then, one without
+them none. A consumer application has no such heap; this process has only aiokafka's.
 """
 
 from __future__ import annotations
