@@ -71,16 +71,56 @@ def _is_punct_or_space(ch: str) -> bool:
 # The last text `folded` normalised and its result: the content rules fold one message's
 # text two or three times (opt-out, sector, classifier), and NFKC is most of their cost.
 _LAST_FOLDED: tuple[str | None, str] = (None, "")
+# `_FOLD`'s value for a character whose NFKC form may depend on its neighbours.
+_CONTEXTUAL = "\uffff"
+
+
+def _fold_char(ch: str) -> int | str:
+    """`normalize("NFKC", ch).casefold()` (as a code point when it is one character), or
+    _CONTEXTUAL when a character of `ch`'s decomposition is a combining mark (canonical
+    class not 0, or a mark by category: every second character of a canonical composition
+    pair is one, tests/unit/contract/test_canonical.py checks that over all of Unicode) or a
+    Hangul vowel or final jamo (composed with the syllable before it)."""
+    for x in unicodedata.normalize("NFKD", ch):
+        mark = unicodedata.combining(x) or unicodedata.category(x)[0] == "M"
+        if mark or "\u1160" <= x <= "\u11ff":
+            return _CONTEXTUAL
+    value = unicodedata.normalize("NFKC", ch).casefold()
+    return ord(value) if len(value) == 1 else value
+
+
+class _FoldTable(dict[int, int | str]):
+    """`str.translate` table of `folded`, filled on first sight of each character."""
+
+    def __missing__(self, cp: int) -> int | str:
+        value = _fold_char(chr(cp))
+        if len(self) < 200_000:  # every character a real text uses; bounded against junk
+            self[cp] = value
+        return value
+
+
+_FOLD = _FoldTable()
 
 
 def folded(text: str) -> str:
     """`unicodedata.normalize("NFKC", text).casefold()`, remembered for the last text (by
-    identity: a str is immutable)."""
+    identity: a str is immutable).
+
+    Character by character where that is the same: with no combining mark or Hangul jamo
+    in the text's decomposition, canonical ordering and composition change nothing, so NFKC
+    of the text is the NFKC of each character in turn (and case folding is per character);
+    a table of those is half the cost of `normalize` on a Chinese SMS. Any other text, and
+    one holding U+FFFF itself, is normalised as a whole."""
     global _LAST_FOLDED
     last = _LAST_FOLDED
     if last[0] is text:
         return last[1]
-    s = unicodedata.normalize("NFKC", text).casefold()
+    if text.isascii():
+        s = text.casefold()  # NFKC leaves ASCII as it is
+    else:
+        s = text.translate(_FOLD)
+        if _CONTEXTUAL in s:
+            s = unicodedata.normalize("NFKC", text).casefold()
     _LAST_FOLDED = (text, s)
     return s
 

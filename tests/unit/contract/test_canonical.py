@@ -324,3 +324,51 @@ def test_folded_is_nfkc_then_casefold_whatever_came_before(texts: list[str]) -> 
     for text in texts + texts[::-1] + [t + "" for t in texts]:
         assert folded(text) == unicodedata.normalize("NFKC", text).casefold()
         assert folded(text) == unicodedata.normalize("NFKC", text).casefold()
+
+
+def test_every_second_character_of_a_composition_is_one_folded_treats_as_contextual() -> None:
+    """`folded` goes character by character only where no character could compose with the
+    one before it. Over all of Unicode (this Python's database): the second character of
+    every two-character canonical decomposition is a mark (category M or a non-zero
+    combining class) or a Hangul jamo, which `_fold_char` reports as contextual."""
+    from smsmon.contract.canonical import _CONTEXTUAL, _fold_char
+
+    seconds = set()
+    for cp in range(0x110000):
+        d = unicodedata.decomposition(chr(cp))
+        if d and not d.startswith("<") and len(d.split()) == 2:
+            seconds.add(chr(int(d.split()[1], 16)))
+    assert len(seconds) > 50  # the database was read
+    for ch in seconds:
+        assert _fold_char(ch) == _CONTEXTUAL, f"U+{ord(ch):04X}"
+    # Hangul: L + V and LV + T compose algorithmically, not by decomposition mappings
+    for cp in (*range(0x1161, 0x1176), *range(0x11A8, 0x11C3)):
+        assert _fold_char(chr(cp)) == _CONTEXTUAL, f"U+{cp:04X}"
+
+
+def test_folded_agrees_with_unicodedata_on_every_character_and_their_pairs() -> None:
+    """Each BMP character alone, and after a letter and before a mark, folds as
+    `normalize("NFKC", ...).casefold()` does."""
+    for cp in range(0x10000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        ch = chr(cp)
+        for text in (ch, "a" + ch, ch + "\u0301", "가" + ch, ch + "あ"):
+            assert folded(text) == unicodedata.normalize("NFKC", text).casefold(), hex(cp)
+
+
+# Chinese SMS text with full-width forms, compatibility characters, marks and jamo mixed in
+_SMS_CHARS = st.sampled_from(
+    [
+        *"【】淘宝退订回复拒收，。！：“”（）ＴＤｔｄ０１２３ＡＢ㈱㍿ﬁ⑩ｶﾞｶﾟ",
+        *("\u0301", "\u0308", "\u3099", "\u309a", "\u1161", "\u11a8", "\u200b", "\uffff"),
+        "가",
+        "e",
+    ]
+)
+
+
+@given(st.lists(st.text(_SMS_CHARS, max_size=30) | st.text(max_size=30), min_size=1, max_size=4))
+def test_folded_of_sms_like_text_is_nfkc_then_casefold(texts: list[str]) -> None:
+    for text in texts:
+        assert folded(text) == unicodedata.normalize("NFKC", text).casefold()
