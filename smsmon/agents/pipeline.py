@@ -668,7 +668,12 @@ class Pipeline:
         at its home partition, and dead-lettered there if invalid, under its origin's
         topic, partition and offset (`_dead_letter`)."""
         key_ms = key_msisdn(m.key) if m.key is not None else None
-        if not rekeyed:
+        n_parts = self.settings.partitions
+        # keyed by its msisdn and in that msisdn's partition: the contract's producers
+        in_place = (
+            not rekeyed and key_ms is not None and partition_for(key_ms, n_parts) == m.partition
+        )
+        if not rekeyed and not in_place:
             routed = self._misplaced(m, key_ms, b.ctx)
             if routed is not None:
                 target, ts_ms = routed
@@ -677,10 +682,11 @@ class Pipeline:
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)
                 return
         ev = decode_event(m.value, m.key, b.ctx, key_ms)
-        target = partition_for(ev.msisdn, self.settings.partitions)
         if not rekeyed:
             ts_ms = to_ms(ev.ts)
             self._origin_read(m.partition, ts_ms, b.wall_ms)
+            # in place: the decode checked that the value names the key's msisdn
+            target = m.partition if in_place else partition_for(ev.msisdn, n_parts)
             if target != m.partition:
                 self._forward(m, target, ORIGIN_EVENTS, "events")
                 self.stage1.on_progress(f"e{m.partition}", m.partition, ts_ms, b.wall_ms)

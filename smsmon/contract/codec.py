@@ -131,7 +131,7 @@ def decode_event(
     `key_msisdn(key)` when the caller has it already (None: not known, or no msisdn)."""
     if value is not None and len(value) <= ctx.max_event_bytes:
         vctx = ctx.validation_context()
-        event = fast_event(value, vctx)
+        event = fast_event(value, vctx, key_ms)
         if event is None:
             event = _validate_event(_check_raw(value, ctx), vctx)
     else:

@@ -74,9 +74,13 @@ _set = object.__setattr__
 _REQUIRED = ("event_id", "ts", "gateway", "port", "msisdn", "kind")
 
 
-def fast_event(raw: bytes, vctx: dict[str, Any]) -> MtEvent | MoEvent | DlrEvent | None:
+def fast_event(
+    raw: bytes, vctx: dict[str, Any], canonical: str | None = None
+) -> MtEvent | MoEvent | DlrEvent | None:
     """The event pydantic would decode from `raw` under the validation context `vctx`, or
-    None when this path cannot tell (the caller then asks pydantic)."""
+    None when this path cannot tell (the caller then asks pydantic). `canonical`: a
+    canonical msisdn the caller has (the record key's); a value naming it as it is needs no
+    canonicalising (a canonical msisdn is its own canonical form)."""
     if not raw.isascii():
         # msgspec skips unknown fields without checking their bytes; the contract wants all
         # of the value to be UTF-8 (reason `encoding`)
@@ -91,7 +95,7 @@ def fast_event(raw: bytes, vctx: dict[str, Any]) -> MtEvent | MoEvent | DlrEvent
     try:
         ts = check_ts(w.ts, vctx["tz"], vctx["now"], vctx["max_future_skew"], vctx["latest"])
         port = canonical_port(w.port)
-        msisdn = canonical_msisdn(w.msisdn)
+        msisdn = w.msisdn if w.msisdn == canonical else canonical_msisdn(w.msisdn)
     except (ValueError, CanonicalError):
         return None
     if "\x00" in w.event_id or "\x00" in w.gateway:

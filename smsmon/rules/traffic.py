@@ -137,14 +137,18 @@ def count_flood(
         return []
     state.applied[source] = offset
     w = cfg.flood.start(ts_ms)
-    latest = max(state.windows, default=w)
-    if w < latest - cfg.flood.size_ms:
+    windows = state.windows
+    latest = max(windows) if windows else w
+    size = cfg.flood.size_ms
+    if w < latest - size:
         return []  # older than the previous window: beyond any grace this state keeps
-    win = state.windows.get(w)
+    win = windows.get(w)
     if win is None:
-        win = state.windows[w] = FloodWindow()
-        for old in [k for k in state.windows if k < max(w, latest) - cfg.flood.size_ms]:
-            del state.windows[old]
+        win = windows[w] = FloodWindow()
+        if len(windows) > 1:  # else w alone, which is not older than itself
+            cut = max(w, latest) - size
+            for old in [k for k in windows if k < cut]:
+                del windows[old]
     win.total += 1
     sender = enterprise or f"port:{event.port}"
     if sender in win.by_enterprise or len(win.by_enterprise) < cfg.max_set_values:
@@ -277,25 +281,27 @@ class PartialBuilder:
             return
         sw = cfg.sublet.start(ts_ms)
         evidence: list[tuple[str, str]] = []
-        s = verdict.sig_record
-        if verdict.signature is not None:
-            foreign = s is None or (
+        s, sig = verdict.sig_record, verdict.signature
+        foreign = sig is not None and (
+            s is None
+            or (
                 (s.enterprise != p.enterprise)
                 if not p.shared
                 else bool(s.ports and p.port not in s.ports)
             )
-            if foreign:
-                evidence.append((SET_SIGNATURE, verdict.signature))
-        if event.account not in p.accounts:
+        )
+        if foreign and sig is not None:
+            evidence.append((SET_SIGNATURE, sig))
+        unregistered = event.account not in p.accounts
+        if unregistered:
             evidence.append((SET_ACCOUNT, event.account))
             if event.source_ip:
                 evidence.append((SET_IP, event.source_ip))
         part = self._part(source, DIM_PORT, p.port)
         part.counts.setdefault((SUBLET_TOTAL, p.port, sw), []).append(offset)
-        kinds = {kind for kind, _ in evidence}
-        if SET_SIGNATURE in kinds:
+        if foreign:
             part.counts.setdefault((SUBLET_FOREIGN, p.port, sw), []).append(offset)
-        if SET_ACCOUNT in kinds:
+        if unregistered:
             part.counts.setdefault((SUBLET_UNREGISTERED, p.port, sw), []).append(offset)
         for kind, value in evidence:
             vals = part.sets.setdefault((kind, p.port, sw), set())

@@ -62,3 +62,41 @@ def test_a_misplaced_invalid_event_is_dead_lettered_at_home_under_its_origin(
         (events, placed, bad_offset, refused.value.reason)
     ]
     assert dead[0]["value_text"] == bad.decode()
+
+
+def test_a_misplaced_keyed_event_the_origin_cannot_route_is_forwarded_after_its_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyed by its msisdn but on another partition than that msisdn's: when the cheap read
+    (`route_event`) cannot tell where it goes, the full decode at the origin does, and the
+    record is forwarded all the same (not processed where it was read)."""
+    from smsmon.agents import pipeline
+
+    monkeypatch.setattr(pipeline, "route_event", lambda *_: None)
+    s = ck.settings_for(tmp_path)
+    inp = Inputs(s, misplaced={0})
+    for sub in range(len(ck.SUBSCRIBERS)):
+        inp.mt(sub, 0, "ntf", "notification")
+    m0 = ck.SUBSCRIBERS[0]
+    assert inp.home[m0] != inp.placed[m0]
+    broker = ck.Broker()
+    ck.load_inputs(broker, inp.all())
+
+    async def scenario() -> None:
+        worker = ck.Worker(broker, tmp_path / "w", Crasher([]), inp.reference, Broken())
+        try:
+            for _ in range(4):
+                batch, ends = worker.next_batch(10_000)
+                if batch:
+                    await worker.step(batch, ends)
+        finally:
+            worker.close()
+
+    with ck.frozen_clock():
+        asyncio.run(scenario())
+
+    forwarded = [rec for _, rec in broker.committed(s.rekey_topic) if rec.key == m0.encode()]
+    assert forwarded, "the misplaced record was not forwarded"
+    assert all(
+        p == inp.home[m0] for p, rec in broker.committed(s.rekey_topic) if rec.key == m0.encode()
+    )
