@@ -62,7 +62,7 @@ def check_mt(event: MtEvent, book: ReferenceBook, consent: ConsentLookup) -> MtV
     if joined is None:
         joined = book.remember_mt_join(key, _join_mt(event, sig, book))
     p, s, ent, static = joined
-    v = MtVerdict(port=p, signature=sig, sig_record=s, enterprise=ent, findings=list(static))
+    v = MtVerdict(p, sig, s, ent, list(static))  # port, signature, sig_record, enterprise
     if event.category is Category.MARKETING and ent is not None:
         state = consent(event.msisdn, ent)
         if state is None:

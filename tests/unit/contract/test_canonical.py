@@ -259,6 +259,16 @@ def test_murmur2_equals_kafka_python_s(data: bytes) -> None:
     assert murmur2(data) == reference(data)
 
 
+@given(st.binary(min_size=11, max_size=11) | msisdns.map(str.encode))
+def test_murmur2_of_eleven_bytes_equals_kafka_python_s(data: bytes) -> None:
+    """The unrolled path of an 11-byte key (a canonical msisdn) is kafka-python's too."""
+    from kafka.partitioner.default import murmur2 as reference
+
+    from smsmon.contract.canonical import murmur2
+
+    assert murmur2(data) == reference(data)
+
+
 # -- state_json: compact_json's bytes, msgspec's speed ---------------------------------------
 
 _leaf = (
