@@ -191,6 +191,7 @@ def murmur2(data: bytes) -> int:
     computes it, faster (4-byte blocks read with `struct`, fewer masks; property-tested
     against kafka-python's)."""
     length = len(data)
+    h: int  # struct's unpack is untyped
     if length == 11:  # a canonical msisdn: two blocks and a 3-byte tail, unrolled
         a, b = _UINT32X2(data, 0)
         k = (a * _M) & 0xFFFFFFFF
