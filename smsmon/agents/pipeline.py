@@ -743,10 +743,11 @@ class Pipeline:
     def _misplaced(self, m: Any, msisdn: str | None, ctx: DecodeContext) -> tuple[int, int] | None:
         """(home partition, event time ms) of a gateway event read on another partition,
         told without decoding it fully; None: in place, or not told cheaply (decode it).
-        `msisdn` is the record's key's (`key_msisdn`). A record keyed by its msisdn in place
-        (the contract's producers) costs one partition lookup here, nothing more."""
+        `msisdn` is the record's key's (`key_msisdn`). The caller asks only for a record not
+        known to be in place: keyless, keyed by something that is no msisdn (the decode
+        dead-letters it), or keyed by the msisdn of another partition."""
         n = self.settings.partitions
-        if m.key is not None and (msisdn is None or partition_for(msisdn, n) == m.partition):
+        if m.key is not None and msisdn is None:
             return None
         routed = route_event(m.value, msisdn, ctx)
         if routed is None:
