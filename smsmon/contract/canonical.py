@@ -8,6 +8,7 @@ import json
 import re
 import struct
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -89,17 +90,22 @@ def _fold_char(ch: str) -> int | str:
     return ord(value) if len(value) == 1 else value
 
 
-class _FoldTable(dict[int, int | str]):
-    """`str.translate` table of `folded`, filled on first sight of each character."""
+class CharTable(dict[int, Any]):
+    """A `str.translate` table whose value for a code point is `of(code point)`, filled on
+    first sight of each character."""
 
-    def __missing__(self, cp: int) -> int | str:
-        value = _fold_char(chr(cp))
+    def __init__(self, of: Callable[[int], Any]) -> None:
+        super().__init__()
+        self._of = of
+
+    def __missing__(self, cp: int) -> Any:
+        value = self._of(cp)
         if len(self) < 200_000:  # every character a real text uses; bounded against junk
             self[cp] = value
         return value
 
 
-_FOLD = _FoldTable()
+_FOLD = CharTable(lambda cp: _fold_char(chr(cp)))
 
 
 def folded(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from smsmon.contract.canonical import folded
+from smsmon.contract.canonical import CharTable, folded
 
 __all__ = ["has_optout", "normalise_for_optout"]
 
@@ -46,21 +46,15 @@ _OPTOUT = re.compile(
 _DROPPED_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 
 
-class _DropTable(dict[int, int | None]):
-    """`str.translate` table of normalise_for_optout: None for a character that is dropped,
-    the code point itself for one that is kept; filled on first sight of each character."""
-
-    def __missing__(self, cp: int) -> int | None:
-        ch = chr(cp)
-        cat = unicodedata.category(ch)
-        keep = not ch.isspace() and cat not in _DROPPED_CATEGORIES and not cat.startswith("P")
-        value = cp if keep else None
-        if len(self) < 200_000:  # every character a real text uses; bounded against junk
-            self[cp] = value
-        return value
+def _kept(cp: int) -> int | None:
+    """`_DROP`'s value: None for a character normalise_for_optout drops, else itself."""
+    ch = chr(cp)
+    cat = unicodedata.category(ch)
+    keep = not ch.isspace() and cat not in _DROPPED_CATEGORIES and not cat.startswith("P")
+    return cp if keep else None
 
 
-_DROP = _DropTable()
+_DROP = CharTable(_kept)
 
 
 def normalise_for_optout(text: str) -> str:
